@@ -1,0 +1,39 @@
+"""The `hearth` command line: a typer app whose commands are thin shells over the library.
+
+Commands live in one module per group (index_cmds: ingest/search/status; ask_cmds: ask/chat).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from hearth.cli import ask_cmds, index_cmds
+from hearth.cli.context import AppContext, run_guarded
+
+app = typer.Typer(
+    name="hearth",
+    help="Ask your documents, offline, with exact citations.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    index: Path | None = typer.Option(
+        None, "--index", help="Index folder (default ./.hearth, or HEARTH_INDEX).", metavar="DIR"
+    ),
+) -> None:
+    ctx.obj = AppContext(index=index)
+
+
+index_cmds.register(app)
+ask_cmds.register(app)
+
+
+def main() -> None:
+    run_guarded(app)

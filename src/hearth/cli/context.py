@@ -1,0 +1,83 @@
+"""Wiring for CLI commands: builds settings, store, embedder, retriever and model on demand.
+
+Every object is created lazily so a command pays only for what it uses.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from hearth.config import Settings, load_settings
+from hearth.errors import HearthError
+
+err_console = Console(stderr=True)
+
+
+@dataclass
+class AppContext:
+    index: Path | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    _settings: Settings | None = None
+    _store: Any = None
+    _embedder: Any = None
+
+    def settings(self, **overrides: Any) -> Settings:
+        if self._settings is None or overrides:
+            self._settings = load_settings(index=self.index, **overrides)
+        return self._settings
+
+    def store(self, create: bool = True):
+        from hearth.index.store import SQLiteStore
+
+        if self._store is None:
+            path = self.settings().db_path
+            if not create and not path.exists():
+                raise HearthError(
+                    f"no index at {path.parent}: run `hearth ingest PATH` first "
+                    "(or point at another index with --index DIR / HEARTH_INDEX)"
+                )
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._store = SQLiteStore(path)
+        return self._store
+
+    def embedder(self):
+        from hearth.index.embedder import load_embedder
+
+        if self._embedder is None:
+            s = self.settings()
+            self._embedder = load_embedder(
+                s.embedder, backend=s.embed_backend, batch_size=s.embed_batch_size
+            )
+            self.store().check_embedder(self._embedder.name, self._embedder.dim)
+        return self._embedder
+
+    def retriever(self, kind: str | None = None):
+        from hearth.rag.retrievers import make_retriever
+
+        return make_retriever(kind or self.settings().retriever, self.store(), self.embedder())
+
+    def chat_model(self, spec: str | None = None):
+        from hearth import llm
+
+        s = self.settings()
+        return llm.load(spec or s.model, context_size=s.context_size)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+def run_guarded(app: typer.Typer) -> None:
+    """Run the app; Hearth's own errors print as one clean line, not a traceback."""
+    try:
+        app()
+    except HearthError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(1)

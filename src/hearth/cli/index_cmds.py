@@ -1,0 +1,213 @@
+"""`hearth ingest`, `hearth search` and `hearth status`: building and querying the index."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hearth.errors import HearthError
+from hearth.types import Filters, ScoredChunk
+
+console = Console()
+
+RETRIEVERS = ("hybrid", "bm25", "dense")
+
+
+def _ctx(ctx: typer.Context):
+    return ctx.obj
+
+
+def make_filters(source: str | None, types: list[str] | None) -> Filters | None:
+    filters = Filters(
+        source_glob=source, file_types=tuple(t.lower().lstrip(".") for t in types or ()) or None
+    )
+    return None if filters.is_empty() else filters
+
+
+def hit_to_json(hit: ScoredChunk) -> dict[str, Any]:
+    c = hit.chunk
+    return {
+        "source": c.source,
+        "chunk_id": c.id,
+        "score": round(float(hit.score), 6),
+        "start": c.start,
+        "end": c.end,
+        "text": c.text,
+        "page": c.page,
+        "headings": list(c.headings),
+    }
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def ingest(
+    ctx: typer.Context,
+    paths: list[str] = typer.Argument(
+        ..., help="Files, folders (recursive) or globs (quote them)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Add or update documents in the index (incremental: unchanged files cost nothing)."""
+    from hearth.index.indexer import Indexer
+    from hearth.ingest.splitter import Splitter
+
+    app = _ctx(ctx)
+    s = app.settings()
+    embedder = app.embedder()
+    splitter = Splitter(
+        embedder.count_tokens, chunk_tokens=s.chunk_tokens, overlap_tokens=s.chunk_overlap
+    )
+    report = Indexer(app.store(), embedder, splitter).ingest(
+        list(paths), progress=progress and not as_json and sys.stderr.isatty()
+    )
+    result = {
+        "added": report.added,
+        "updated": report.updated,
+        "unchanged": report.unchanged,
+        "removed": report.removed,
+        "skipped": list(report.skipped),
+        "documents": report.documents,
+        "chunks": report.chunks,
+    }
+    app.close()
+    if as_json:
+        print_json(result)
+        return
+    console.print(
+        f"[bold]ingested[/] into {s.index}: added {report.added}, updated {report.updated}, "
+        f"unchanged {report.unchanged}, removed {report.removed}, skipped {len(report.skipped)} "
+        f"- index now holds {report.documents} documents, {report.chunks} chunks"
+    )
+    for item in report.skipped:
+        console.print(f"  [yellow]skipped[/] {item['path']}: {item['reason']}", highlight=False)
+
+
+def _read_queries(path: Path) -> list[tuple[str, str]]:
+    """A text file (one query a line) or JSONL ({"id", "text"}); returns (id, text) pairs."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise HearthError(f"cannot read queries file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise HearthError(f"queries file {path} is not UTF-8 text") from None
+    queries: list[tuple[str, str]] = []
+    for lineno, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith("{"):
+            try:
+                obj = json.loads(line)
+                queries.append((str(obj.get("id", lineno)), str(obj["text"])))
+            except (json.JSONDecodeError, KeyError, AttributeError) as exc:
+                raise HearthError(
+                    f"{path}:{lineno}: expected a JSON object with a 'text' field ({exc})"
+                ) from None
+        else:
+            queries.append((str(len(queries) + 1), line))
+    return queries
+
+
+def search(
+    ctx: typer.Context,
+    query: str | None = typer.Argument(None, help="What to look for."),
+    k: int = typer.Option(None, "-k", "--top-k", help="How many passages.", min=1, max=100),
+    retriever: str = typer.Option(None, "--retriever", help="hybrid (default), bm25 or dense."),
+    source: str | None = typer.Option(None, "--source", help="Only sources matching this glob."),
+    types: list[str] | None = typer.Option(
+        None, "--type", help="Only these file types (md, pdf...)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    queries: Path | None = typer.Option(
+        None,
+        "--queries",
+        help="Run every query in FILE (text lines or JSONL id/text); JSON lines out.",
+    ),
+) -> None:
+    """Find the passages that best match a query."""
+    app = _ctx(ctx)
+    s = app.settings()
+    if retriever is not None and retriever not in RETRIEVERS:
+        raise HearthError(f"unknown retriever {retriever!r}: choose one of {', '.join(RETRIEVERS)}")
+    if query is None and queries is None:
+        raise HearthError("give a QUERY or --queries FILE")
+    k = k or s.top_k
+    filters = make_filters(source, types)
+    app.store(create=False)
+    ret = app.retriever(retriever)
+    if queries is not None:
+        for qid, text in _read_queries(queries):
+            hits = ret.retrieve(text, k=k, filters=filters)
+            print_json({"id": qid, "query": text, "hits": [hit_to_json(h) for h in hits]})
+        return
+    hits = ret.retrieve(query, k=k, filters=filters)
+    if as_json:
+        print_json({"hits": [hit_to_json(h) for h in hits]})
+        return
+    if not hits:
+        console.print("no matching passages")
+        return
+    for rank, hit in enumerate(hits, 1):
+        c = hit.chunk
+        where = _where(c)
+        console.print(
+            f"[bold cyan]{rank}.[/] {c.source}{where}  [dim]score {hit.score:.4f}[/]",
+            highlight=False,
+        )
+        console.print("   " + c.text.replace("\n", " ")[:300], highlight=False)
+
+
+def _where(chunk) -> str:
+    parts = []
+    if chunk.page:
+        parts.append(f"page {chunk.page}")
+    if chunk.headings:
+        parts.append(" > ".join(chunk.headings))
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def status(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Show the effective configuration and what the index holds."""
+    app = _ctx(ctx)
+    s = app.settings()
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in s.model_dump().items()}
+    stats: dict[str, Any] = {}
+    if s.db_path.exists():
+        stats = app.store().stats()
+    result = {
+        "index": str(s.index.resolve()),
+        "exists": s.db_path.exists(),
+        "config": config,
+        **stats,
+    }
+    if as_json:
+        print_json(result)
+        return
+    table = Table(title="hearth status", show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    table.add_row("index", result["index"] + ("" if result["exists"] else "  (not created yet)"))
+    for key, value in stats.items():
+        table.add_row(key, json.dumps(value) if isinstance(value, dict | list) else str(value))
+    for key, value in config.items():
+        table.add_row(f"config.{key}", str(value))
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(ingest)
+    app.command()(search)
+    app.command()(status)

@@ -1,0 +1,86 @@
+"""Effective configuration: defaults < hearth.toml < HEARTH_* env vars < command-line flags.
+
+Uses pydantic-settings so every value is validated when the settings are built.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from hearth.errors import ConfigError
+
+CONFIG_FILE_ENV = "HEARTH_CONFIG"
+
+
+class Settings(BaseSettings):
+    """Every knob Hearth reads. `hearth status` prints the effective values."""
+
+    model_config = SettingsConfigDict(env_prefix="HEARTH_", extra="forbid")
+
+    index: Path = Field(Path(".hearth"), description="folder holding the index")
+    embedder: str = Field("all-MiniLM-L6-v2", description="embedding model name")
+    embed_backend: Literal["auto", "torch", "onnx", "onnx-int8"] = "auto"
+    embed_batch_size: int = Field(64, ge=1, le=4096)
+    model: str = Field("local:smollm2", description="chat model: local:smollm2 or a .gguf path")
+    context_size: int = Field(2048, ge=256, description="tokens of context for the chat model")
+    max_tokens: int = Field(256, ge=1, description="most tokens an answer may have")
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    chunk_tokens: int = Field(200, ge=16, le=512, description="chunk budget in embedder tokens")
+    chunk_overlap: int = Field(32, ge=0, description="overlap between chunks, in tokens")
+    top_k: int = Field(5, ge=1, le=100)
+    retriever: Literal["hybrid", "bm25", "dense"] = "hybrid"
+    min_relevance: float = Field(
+        0.25, description="best dense cosine below this means 'nothing relevant found'"
+    )
+
+    @field_validator("chunk_overlap")
+    @classmethod
+    def _overlap_below_budget(cls, v: int, info) -> int:
+        budget = info.data.get("chunk_tokens", 200)
+        if v >= budget:
+            raise ValueError(f"chunk_overlap ({v}) must be smaller than chunk_tokens ({budget})")
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get(CONFIG_FILE_ENV, "hearth.toml"))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+    @property
+    def db_path(self) -> Path:
+        return self.index / "index.sqlite3"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings; flags given as keyword overrides win (None means 'not given')."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(
+            f"invalid configuration ({problems}). Check hearth.toml, HEARTH_* variables "
+            "and the command-line flags."
+        ) from None

@@ -1,0 +1,138 @@
+"""The few core types every stage shares: documents, chunks, scored hits, chat messages.
+
+Kept small and dependency-free so any folder (ingest, index, rag, llm, serve) may import them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+
+@dataclass
+class Document:
+    """One source file after loading.
+
+    `text` is the extracted text; every chunk span indexes into it. Loader-specific
+    structure lives in `metadata` as span tables over `text`:
+      - "pages": [[start, end, page_number], ...] for PDFs (1-based pages)
+      - "json_paths": [[start, end, "$.a.b[0]"], ...] for JSON/JSONL
+      - "rows": [[start, end, row_number], ...] for CSV
+    """
+
+    source: str  # absolute path (or URI) of the original file
+    media_type: str  # e.g. "text/markdown", "application/pdf"
+    text: str
+    content_hash: str  # sha256 hex of the raw file bytes
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def file_type(self) -> str:
+        """Short type name used by filters: md, txt, html, pdf, json, jsonl, csv."""
+        return self.metadata.get("file_type", "")
+
+
+@dataclass
+class Chunk:
+    """A passage of a document: text == document.text[start:end], exactly."""
+
+    text: str
+    start: int
+    end: int
+    headings: list[str] = field(default_factory=list)  # heading path, outermost first
+    page: int | None = None  # 1-based page for paged sources
+    metadata: dict[str, Any] = field(default_factory=dict)
+    # Filled in by the store:
+    id: int | None = None
+    document_id: int | None = None
+    source: str = ""
+    ordinal: int = 0  # position of the chunk within its document
+
+
+@dataclass
+class ScoredChunk:
+    """A retrieved chunk with its final score and the per-retriever evidence behind it."""
+
+    chunk: Chunk
+    score: float
+    scores: dict[str, float] = field(default_factory=dict)  # e.g. {"bm25": 7.1, "dense": 0.62}
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Retrieval filters. `source_glob` matches the absolute path, the path relative to the
+    current directory, or any path suffix ("docs/*.md", "*.pdf"); `file_types` are short
+    type names (md, pdf, ...)."""
+
+    source_glob: str | None = None
+    file_types: tuple[str, ...] | None = None
+
+    def is_empty(self) -> bool:
+        return not self.source_glob and not self.file_types
+
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass
+class Message:
+    role: Role
+    content: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class ChatResult:
+    text: str
+    model: str
+    finish_reason: str = "stop"  # "stop" | "length"
+    usage: Usage = field(default_factory=Usage)
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    """What every LLM backend implements (local GGUF, OpenAI-compatible HTTP, Anthropic...).
+
+    Capabilities are attributes so callers can check before they ask.
+    """
+
+    name: str
+    context_size: int  # tokens the model can attend to (prompt + completion)
+    can_stream: bool
+
+    def chat(self, messages: list[Message], **params: Any) -> ChatResult: ...
+
+    def stream(self, messages: list[Message], **params: Any) -> Iterator[str]:
+        """Yield text deltas as they are generated."""
+        ...
+
+    def count_tokens(self, messages: list[Message]) -> int:
+        """Prompt tokens these messages take once the model's chat template is applied."""
+        ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    name: str  # stored in the index; reopening with another name is an error
+    dim: int
+
+    def embed(self, texts: list[str]) -> Any:
+        """Return an (n, dim) float32 numpy array of L2-normalised vectors."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the embedder's own tokenizer produces for `text` (no special tokens)."""
+        ...

@@ -1,0 +1,23 @@
+"""Markdown (.md, .markdown, .mdx): the text as written, `#` headings and all.
+
+The splitter reads the headings itself (see hearth.ingest.structure); the loader only
+decodes and records the first level-1 heading as the title.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from hearth.ingest.loaders.base import Parsed
+from hearth.ingest.loaders.text import parse_text
+
+_H1 = re.compile(r"^ {0,3}# +(.+?)[ #]*$", re.MULTILINE)
+
+
+def parse_markdown(path: Path, data: bytes) -> Parsed:
+    parsed = parse_text(path, data)
+    title = _H1.search(parsed.text)
+    if title:
+        parsed.metadata["title"] = title.group(1).strip()
+    return parsed

@@ -230,7 +230,9 @@ def test_empty_file_and_missing_input(tmp_path, store, embedder):
     indexer = Indexer(store, embedder, make_splitter(embedder))
     report = indexer.ingest([str(tmp_path / "docs"), str(tmp_path / "nope")], progress=False)
     assert report.missing == [str(tmp_path / "nope")]
-    assert report.documents + len(report.skipped) == 1
+    skipped = {s["path"]: s["reason"] for s in report.skipped}
+    assert "no such file" in skipped.pop(str(tmp_path / "nope"))
+    assert report.documents + len(skipped) == 1
     again = indexer.ingest([str(tmp_path / "docs")], progress=False)
     assert again.added == again.updated == 0
 

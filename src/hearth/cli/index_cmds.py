@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -88,8 +89,11 @@ def ingest(
         f"unchanged {report.unchanged}, removed {report.removed}, skipped {len(report.skipped)} "
         f"- index now holds {report.documents} documents, {report.chunks} chunks"
     )
-    for item in report.skipped:
+    shown = 20
+    for item in report.skipped[:shown]:
         console.print(f"  [yellow]skipped[/] {item['path']}: {item['reason']}", highlight=False)
+    if len(report.skipped) > shown:
+        console.print(f"  ... and {len(report.skipped) - shown} more (see --json for all)")
 
 
 def _read_queries(path: Path) -> list[tuple[str, str]]:
@@ -176,6 +180,25 @@ def _where(chunk) -> str:
     return f" ({'; '.join(parts)})" if parts else ""
 
 
+def _human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _model_file(spec: str) -> str | None:
+    """The weights file a model spec resolves to, or None when it does not resolve."""
+    from hearth import llm
+
+    try:
+        return str(getattr(llm.load(spec), "path", "")) or None
+    except HearthError:
+        return None
+
+
 def status(
     ctx: typer.Context,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
@@ -191,6 +214,7 @@ def status(
         "index": str(s.index.resolve()),
         "exists": s.db_path.exists(),
         "config": config,
+        "model_file": _model_file(s.model),
         **stats,
     }
     if as_json:
@@ -200,8 +224,21 @@ def status(
     table.add_column("key", style="bold")
     table.add_column("value")
     table.add_row("index", result["index"] + ("" if result["exists"] else "  (not created yet)"))
-    for key, value in stats.items():
-        table.add_row(key, json.dumps(value) if isinstance(value, dict | list) else str(value))
+    if stats:
+        table.add_row("documents", str(stats["documents"]))
+        table.add_row("chunks", str(stats["chunks"]))
+        for ftype, counts in sorted(stats.get("by_file_type", {}).items()):
+            table.add_row(
+                f"  {ftype}", f"{counts['documents']} documents, {counts['chunks']} chunks"
+            )
+        table.add_row("size on disk", _human_bytes(stats.get("db_bytes", 0)))
+        emb = stats.get("embedder") or {}
+        if emb:
+            table.add_row("index embedder", f"{emb['name']} ({emb['dim']}-d)")
+        if stats.get("last_ingest_at"):
+            when = datetime.fromtimestamp(stats["last_ingest_at"]).isoformat(timespec="seconds")
+            table.add_row("last ingest", when)
+    table.add_row("chat model", f"{s.model}  [dim]{result['model_file'] or 'not found'}[/]")
     for key, value in config.items():
         table.add_row(f"config.{key}", str(value))
     console.print(table)

@@ -84,6 +84,15 @@ class Indexer:
         report = IngestReport(
             missing=list(discovery.missing), ignored=[str(p) for p in discovery.ignored]
         )
+        # Reported, never silently dropped: inputs that matched nothing and unread file types.
+        report.skipped += [
+            {"path": m, "reason": "no such file or folder, or the glob matched nothing"}
+            for m in discovery.missing
+        ]
+        report.skipped += [
+            {"path": str(p), "reason": f"unsupported file type '{p.suffix or '(none)'}'"}
+            for p in discovery.ignored
+        ]
         stored = self.store.document_hashes()
         run = _Run(self, report)
         seen: set[str] = set()

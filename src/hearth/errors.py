@@ -23,3 +23,7 @@ class EmbedderMismatchError(HearthError):
 
 class ModelNotFoundError(HearthError):
     pass
+
+
+class ContextWindowError(HearthError):
+    """A prompt does not fit the model's context window even after trimming."""

@@ -1,0 +1,200 @@
+"""Local GGUF chat models on llama.cpp (llama-cpp-python), using the model's own chat template.
+
+The template comes from the GGUF metadata (rendered by llama-cpp-python's Jinja2ChatFormatter),
+so `count_tokens` is exact: it tokenizes the very prompt that generation is given.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hearth.errors import ContextWindowError, ModelNotFoundError
+from hearth.types import ChatResult, Message, Usage
+
+GGUF_MAGIC = b"GGUF"
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Validated sampling parameters; unknown names are an error, not silently ignored."""
+
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 0.95
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    repeat_penalty: float = 1.0  # none: a penalty makes small models garble copied numbers
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be at least 1, got {self.max_tokens}")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise ValueError(f"temperature must be within 0..2, got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be within (0, 1], got {self.top_p}")
+
+    @classmethod
+    def from_kwargs(cls, **params: Any) -> GenerationParams:
+        allowed = set(cls.__dataclass_fields__)
+        unknown = set(params) - allowed
+        if unknown:
+            raise TypeError(
+                f"unknown generation parameter(s) {sorted(unknown)}; accepted: {sorted(allowed)}"
+            )
+        stop = params.pop("stop", None)
+        if isinstance(stop, str):
+            stop = (stop,)
+        given = {k: v for k, v in params.items() if v is not None}
+        return cls(stop=tuple(stop or ()), **given)
+
+
+class LlamaCppModel:
+    """A ChatModel over one local .gguf file. Cheap to build; weights load on first use."""
+
+    can_stream = True
+
+    def __init__(
+        self,
+        path: str | Path,
+        context_size: int = 2048,
+        *,
+        name: str | None = None,
+        n_threads: int | None = None,
+        seed: int = 0,
+        n_batch: int = 512,
+    ) -> None:
+        self.path = Path(path).expanduser()
+        if not self.path.is_file():
+            raise ModelNotFoundError(
+                f"model file not found: {self.path}. Pass an existing .gguf file "
+                "(e.g. --model /path/to/model.gguf) or use local:smollm2."
+            )
+        with self.path.open("rb") as f:
+            if f.read(4) != GGUF_MAGIC:
+                raise ModelNotFoundError(
+                    f"{self.path} is not a GGUF file (no GGUF header); convert the model to GGUF "
+                    "with llama.cpp's convert_hf_to_gguf.py"
+                )
+        self.name = name or f"local:{self.path.name}"
+        self.context_size = context_size
+        self.n_threads = n_threads or len(os.sched_getaffinity(0))
+        self.seed = seed
+        self.n_batch = n_batch
+        self.last_finish_reason: str | None = None  # of the latest stream()
+        self._llama = None
+        self._formatter = None
+        self._lock = threading.RLock()  # one llama.cpp context: one generation at a time
+
+    # -- loading -------------------------------------------------------------------------------
+
+    def warm_up(self) -> LlamaCppModel:
+        """Load the weights now (otherwise the first call does)."""
+        self._load()
+        return self
+
+    def _load(self):
+        if self._llama is not None:
+            return self._llama
+        with self._lock:
+            if self._llama is None:
+                from llama_cpp import Llama
+
+                try:
+                    llama = Llama(
+                        model_path=str(self.path),
+                        n_ctx=self.context_size,
+                        n_batch=min(self.n_batch, self.context_size),
+                        n_threads=self.n_threads,
+                        n_threads_batch=self.n_threads,
+                        seed=self.seed,
+                        verbose=False,
+                    )
+                except (ValueError, RuntimeError) as exc:
+                    raise ModelNotFoundError(f"cannot load GGUF model {self.path}: {exc}") from exc
+                self._formatter = _chat_formatter(llama)
+                self._llama = llama
+        return self._llama
+
+    # -- the ChatModel interface ---------------------------------------------------------------
+
+    def render(self, messages: list[Message]) -> str:
+        """The prompt text the chat template makes of `messages` (generation prompt included)."""
+        return self._prepare(messages)[0].prompt
+
+    def count_tokens(self, messages: list[Message]) -> int:
+        return len(self._prepare(messages)[1])
+
+    def _prepare(self, messages: list[Message]):
+        """The rendered template (prompt, stop strings, stop criteria) and its tokens."""
+        llama = self._load()
+        rendered = self._formatter(messages=[m.as_dict() for m in messages])
+        # The template writes any special tokens itself, so no BOS is added here (this is what
+        # llama-cpp-python's own chat handler does for Jinja2 templates).
+        tokens = llama.tokenize(rendered.prompt.encode("utf-8"), add_bos=False, special=True)
+        return rendered, tokens
+
+    def chat(self, messages: list[Message], **params: Any) -> ChatResult:
+        with self._lock:
+            response = self._complete(messages, GenerationParams.from_kwargs(**params), False)
+        choice = response["choices"][0]
+        usage = response.get("usage") or {}
+        return ChatResult(
+            text=choice["text"],
+            model=self.name,
+            finish_reason=choice.get("finish_reason") or "stop",
+            usage=Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)),
+        )
+
+    def stream(self, messages: list[Message], **params: Any) -> Iterator[str]:
+        gen = GenerationParams.from_kwargs(**params)  # validate before the first next()
+        with self._lock:
+            self.last_finish_reason = None
+            for part in self._complete(messages, gen, True):
+                choice = part["choices"][0]
+                if choice.get("finish_reason"):
+                    self.last_finish_reason = choice["finish_reason"]
+                if choice["text"]:
+                    yield choice["text"]
+
+    def _complete(self, messages: list[Message], gen: GenerationParams, stream: bool):
+        """The one call into llama.cpp that chat() and stream() share."""
+        rendered, tokens = self._prepare(messages)
+        if len(tokens) >= self.context_size:
+            raise ContextWindowError(
+                f"the prompt takes {len(tokens)} tokens but {self.name} has a context of "
+                f"{self.context_size}; shorten the input or raise context_size"
+            )
+        return self._llama.create_completion(
+            prompt=tokens,
+            max_tokens=gen.max_tokens,
+            temperature=gen.temperature,
+            top_p=gen.top_p,
+            repeat_penalty=gen.repeat_penalty,
+            stop=list(gen.stop) + list(rendered.stop or []),
+            stopping_criteria=rendered.stopping_criteria,
+            seed=self.seed if gen.seed is None else gen.seed,
+            stream=stream,
+            model=self.name,
+        )
+
+    def __repr__(self) -> str:
+        return f"LlamaCppModel({str(self.path)!r}, context_size={self.context_size})"
+
+
+def _chat_formatter(llama):
+    """The GGUF's own chat template as a Jinja2ChatFormatter (what llama-cpp-python's chat
+    completion uses); ChatML when the file carries no template."""
+    from llama_cpp.llama_chat_format import CHATML_CHAT_TEMPLATE, Jinja2ChatFormatter
+
+    template = llama.metadata.get("tokenizer.chat_template") or CHATML_CHAT_TEMPLATE
+    eos_id, bos_id = llama.token_eos(), llama.token_bos()
+    eos = llama.detokenize([eos_id], special=True).decode("utf-8", "replace") if eos_id >= 0 else ""
+    bos = llama.detokenize([bos_id], special=True).decode("utf-8", "replace") if bos_id >= 0 else ""
+    return Jinja2ChatFormatter(
+        template=template, eos_token=eos, bos_token=bos, stop_token_ids=[eos_id]
+    )

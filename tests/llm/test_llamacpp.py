@@ -1,0 +1,96 @@
+"""The llama.cpp backend on the real SmolLM2-135M GGUF: template, tokens, generation, errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from hearth.errors import ContextWindowError
+from hearth.llm import smollm2_path
+from hearth.llm.llamacpp import LlamaCppModel
+from hearth.types import ChatModel, ChatResult, Message
+
+QUESTION = [
+    Message("system", "You are a concise assistant."),
+    Message("user", "Name three colours of the rainbow."),
+]
+
+
+def test_implements_the_chat_model_protocol(chat_model):
+    assert isinstance(chat_model, ChatModel)
+    assert chat_model.name == "local:smollm2"
+    assert chat_model.context_size == 2048
+    assert chat_model.can_stream
+
+
+def test_prompt_uses_the_ggufs_own_chat_template(chat_model):
+    prompt = chat_model.render(QUESTION)
+    assert prompt == (
+        "<|im_start|>system\nYou are a concise assistant.<|im_end|>\n"
+        "<|im_start|>user\nName three colours of the rainbow.<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+    # SmolLM2's template (unlike plain ChatML) adds its own system prompt when none is given:
+    # proof the template comes from the GGUF metadata.
+    bare = chat_model.render([Message("user", "hi")])
+    assert bare.startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
+
+
+def test_count_tokens_is_the_templated_prompt_the_model_reads(chat_model):
+    result = chat_model.chat(QUESTION, max_tokens=4)
+    assert chat_model.count_tokens(QUESTION) == result.usage.prompt_tokens
+    longer = [*QUESTION[:1], Message("user", QUESTION[1].content + " Then name three more.")]
+    assert chat_model.count_tokens(longer) > chat_model.count_tokens(QUESTION)
+
+
+def test_chat_reports_usage_and_length_finish(chat_model):
+    result = chat_model.chat(QUESTION, max_tokens=5, temperature=0)
+    assert isinstance(result, ChatResult)
+    assert result.text.strip()
+    assert result.model == "local:smollm2"
+    assert result.finish_reason == "length"
+    assert result.usage.completion_tokens == 5
+    assert result.usage.total_tokens == result.usage.prompt_tokens + 5
+
+
+def test_stream_yields_the_same_text_as_chat_at_temperature_zero(chat_model):
+    full = chat_model.chat(QUESTION, max_tokens=24, temperature=0, seed=1)
+    deltas = list(chat_model.stream(QUESTION, max_tokens=24, temperature=0, seed=1))
+    assert len(deltas) > 3
+    assert all(isinstance(d, str) for d in deltas)
+    assert "".join(deltas) == full.text
+    assert chat_model.last_finish_reason == full.finish_reason
+
+
+def test_stop_string_ends_generation_before_it(chat_model):
+    free = chat_model.chat(QUESTION, max_tokens=24, temperature=0).text
+    words = free.split()
+    assert len(words) >= 3, free
+    stop = words[2]
+    stopped = chat_model.chat(QUESTION, max_tokens=24, temperature=0, stop=[stop])
+    assert stopped.finish_reason == "stop"
+    assert stop not in stopped.text
+    assert free.startswith(stopped.text)
+    streamed = "".join(chat_model.stream(QUESTION, max_tokens=24, temperature=0, stop=stop))
+    assert streamed == stopped.text
+
+
+def test_unknown_or_invalid_parameters_are_errors(chat_model):
+    with pytest.raises(TypeError, match="top_k"):
+        chat_model.chat(QUESTION, top_k=3)
+    with pytest.raises(ValueError, match="temperature"):
+        chat_model.chat(QUESTION, temperature=-1)
+
+
+def test_prompt_longer_than_the_context_is_a_clear_error():
+    small = LlamaCppModel(smollm2_path(), context_size=64)
+    long = [Message("user", "word " * 200)]
+    assert small.count_tokens(long) > 64
+    with pytest.raises(ContextWindowError, match="context of 64"):
+        small.chat(long, max_tokens=4)
+
+
+def test_building_the_model_is_cheap_and_loads_lazily():
+    model = LlamaCppModel(smollm2_path(), context_size=256)
+    assert model._llama is None
+    assert model.warm_up() is model
+    assert model._llama is not None

@@ -154,3 +154,12 @@ def test_a_looping_generation_is_cut_at_the_first_repeated_sentence():
     assert repeat_start(once) is None
     assert repeat_start("Yes. Yes.") is None  # too short to call a loop
     assert repeat_start(f"{once} Customers can return any") is None  # sentence not finished
+
+
+def test_repeat_start_catches_a_loop_that_grows():
+    first = "You can use the --index DIR option to create a new index."
+    grown = "You can also use the --index DIR option to create a new index elsewhere."
+    text = f"{first} {grown}"
+    assert repeat_start(text) == len(first) + 1
+    different = f"{first} The HEARTH_INDEX variable sets the folder for every command."
+    assert repeat_start(different) is None

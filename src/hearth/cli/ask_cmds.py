@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import typer
@@ -29,7 +30,13 @@ def _answerer(app, model: str | None, max_tokens: int | None, temperature: float
 
 def print_answer_tail(answer, streamed_text: str | None) -> None:
     """After the answer text: what citation checking changed, trimming notes, the sources."""
-    if streamed_text is not None and answer.found and streamed_text.strip() != answer.text.strip():
+    if answer.fallback:
+        console.print(
+            "\n[yellow]The model's answer is not supported by the passages; "
+            "the best supporting passage instead:[/]"
+        )
+        console.print(answer.text)
+    elif streamed_text is not None and answer.found and streamed_text.strip() != answer.text:
         console.print("\n[bold]Answer with checked citations:[/]")
         console.print(answer.text)
     if answer.dropped_passages:
@@ -52,32 +59,50 @@ def print_answer_tail(answer, streamed_text: str | None) -> None:
         console.print(f'    [italic]"{quoted}"[/]')
 
 
-def run_answer(
-    answerer, question: str, *, k: int, filters, extractive: bool, stream: bool, history=None
-):
-    """Stream (or not) one answer to the terminal; returns the final Answer."""
+def show_answer(events: Iterator[Any], *, stream: bool = True):
+    """Print one answer from its event stream (text deltas, then the final Answer).
+
+    On a terminal the streamed words are replaced in place by the checked answer; in a pipe
+    the raw stream is printed, then the checked answer when citation checking changed it.
+    Returns the final Answer.
+    """
     if not stream:
-        answer = answerer.answer(
-            question, k=k, filters=filters, extractive=extractive, history=history
-        )
+        answer = next(e for e in events if not isinstance(e, str))
         console.print(answer.text)
         print_answer_tail(answer, None)
         return answer
+    if console.is_terminal:
+        return _stream_live(events)
     streamed: list[str] = []
     answer = None
-    for event in answerer.stream(
-        question, k=k, filters=filters, extractive=extractive, history=history
-    ):
+    for event in events:
         if isinstance(event, str):
             streamed.append(event)
             sys.stdout.write(event)
             sys.stdout.flush()
         else:
             answer = event
-    if not streamed and answer is not None:
-        sys.stdout.write(answer.text)
     sys.stdout.write("\n")
-    print_answer_tail(answer, "".join(streamed) if streamed else None)
+    print_answer_tail(answer, "".join(streamed))
+    return answer
+
+
+def _stream_live(events):
+    from rich.live import Live
+    from rich.text import Text
+
+    shown = Text()
+    answer = None
+    with Live(shown, console=console, refresh_per_second=12, transient=False) as live:
+        for event in events:
+            if isinstance(event, str):
+                shown.append(event)
+                live.update(shown)
+            else:
+                answer = event
+        if not answer.fallback:
+            live.update(Text(answer.text))
+    print_answer_tail(answer, None)
     return answer
 
 
@@ -107,7 +132,8 @@ def ask(
         answer = answerer.answer(question, k=k, filters=filters, extractive=extractive)
         print_json(answer.to_json())
         return
-    run_answer(answerer, question, k=k, filters=filters, extractive=extractive, stream=stream)
+    events = answerer.stream(question, k=k, filters=filters, extractive=extractive)
+    show_answer(events, stream=stream)
 
 
 def chat(
@@ -118,16 +144,15 @@ def chat(
     model: str | None = typer.Option(None, "--model", help="local:smollm2 or a PATH.gguf."),
 ) -> None:
     """Talk with your documents; follow-ups are rewritten into standalone queries."""
-    from hearth.rag.chat import ChatSession, condense_question
+    from hearth.rag.chat import ChatSession
 
     app = ctx.obj
     app.store(create=False)
     answerer = _answerer(app, model, None, None, None)
     k = k or app.settings().top_k
     convo = ChatSession(app.store(), session)
-    history = convo.messages()
-    if history:
-        console.print(f"[dim]resuming session {session!r} ({len(history)} messages)[/]")
+    if convo.resumed:
+        console.print(f"[dim]resuming session {session!r} ({len(convo.messages)} messages)[/]")
     console.print("[dim]ask a question; /exit or Ctrl-D to leave[/]")
     while True:
         try:
@@ -139,20 +164,22 @@ def chat(
             continue
         if line in {"/exit", "/quit"}:
             break
-        history = convo.messages()
-        query = condense_question(history, line, answerer.model) if history else line
-        if query != line:
-            console.print(f"[dim](searching for: {query})[/]")
+        turns = convo.stream(line, answerer, answerer.model, k=k, extractive=extractive)
+        turn = None
+
+        def answers(turns=turns):
+            nonlocal turn
+            for event in turns:
+                if isinstance(event, str):
+                    yield event
+                else:
+                    turn = event
+                    yield event.answer
+
         sys.stdout.write("hearth> ")
-        answer = _chat_turn(answerer, query, k, extractive, history)
-        convo.add("user", line)
-        convo.add("assistant", answer.text)
-
-
-def _chat_turn(answerer, query: str, k: int, extractive: bool, history) -> Any:
-    return run_answer(
-        answerer, query, k=k, filters=None, extractive=extractive, stream=True, history=history
-    )
+        show_answer(answers())
+        if turn is not None and turn.condensed.query != line:
+            console.print(f"[dim](searched for: {turn.condensed.query})[/]")
 
 
 def register(app: typer.Typer) -> None:

@@ -16,7 +16,7 @@ from hearth.rag.citations import SUPPORT_THRESHOLD, Citation, attribute, strip_m
 from hearth.rag.extractive import best_span
 from hearth.rag.prompt import fit_prompt
 from hearth.rag.sentences import split_sentences
-from hearth.rag.support import Evidence, embed_all
+from hearth.rag.support import Evidence, content_words, embed_all
 from hearth.types import ChatModel, Embedder, Filters, Message, ScoredChunk
 
 __all__ = ["Answer", "Answerer", "Citation", "NOT_FOUND_TEXT"]
@@ -207,18 +207,22 @@ class Answerer:
         return self.model.name
 
 
-def repeat_start(text: str, min_chars: int = 20) -> int | None:
-    """Where a finished sentence repeating an earlier one starts, or None.
+def repeat_start(text: str, min_chars: int = 20, overlap: float = 0.8) -> int | None:
+    """Where a finished sentence that repeats an earlier one starts, or None.
 
-    Small models at temperature 0 sometimes loop on a sentence; generation stops at the first
-    repeat and the repeat is left out of the answer.
+    Small models at temperature 0 loop: the same sentence again, or the same sentence with a
+    few words tacked on. A sentence counts as a repeat when at least `overlap` of its content
+    words already stood together in one earlier sentence. Generation stops there and the
+    repeat is left out of the answer.
     """
     if not text or text[-1] not in ".!?\n":
         return None  # only check when a sentence may just have ended
-    seen: set[str] = set()
+    earlier: list[set[str]] = []
     for span in split_sentences(text):
-        key = " ".join(strip_markers(text[span.start : span.end]).lower().split())
-        if len(key) >= min_chars and key in seen:
+        sentence = strip_markers(text[span.start : span.end])
+        words = content_words(sentence)
+        long_enough = len(" ".join(sentence.split())) >= min_chars and len(words) >= 3
+        if long_enough and any(len(words & seen) >= overlap * len(words) for seen in earlier):
             return span.start
-        seen.add(key)
+        earlier.append(words)
     return None

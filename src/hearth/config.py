@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     chunk_overlap: int = Field(32, ge=0, description="overlap between chunks, in tokens")
     top_k: int = Field(5, ge=1, le=100)
     retriever: Literal["hybrid", "bm25", "dense"] = "hybrid"
+    max_file_mb: float = Field(256, gt=0, description="larger files are skipped and reported")
     min_relevance: float = Field(
         0.25, description="best dense cosine below this means 'nothing relevant found'"
     )

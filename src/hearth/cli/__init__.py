@@ -27,8 +27,11 @@ def _root(
     index: Path | None = typer.Option(
         None, "--index", help="Index folder (default ./.hearth, or HEARTH_INDEX).", metavar="DIR"
     ),
+    embedder: str | None = typer.Option(
+        None, "--embedder", help="Embedding model name or local folder (or HEARTH_EMBEDDER)."
+    ),
 ) -> None:
-    ctx.obj = AppContext(index=index)
+    ctx.obj = AppContext(index=index, embedder_name=embedder)
 
 
 index_cmds.register(app)

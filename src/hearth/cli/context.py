@@ -6,7 +6,7 @@ Every object is created lazily so a command pays only for what it uses.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +22,14 @@ err_console = Console(stderr=True)
 @dataclass
 class AppContext:
     index: Path | None = None
-    overrides: dict[str, Any] = field(default_factory=dict)
+    embedder_name: str | None = None
     _settings: Settings | None = None
     _store: Any = None
     _embedder: Any = None
 
-    def settings(self, **overrides: Any) -> Settings:
-        if self._settings is None or overrides:
-            self._settings = load_settings(index=self.index, **overrides)
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(index=self.index, embedder=self.embedder_name)
         return self._settings
 
     def store(self, create: bool = True):

@@ -68,9 +68,8 @@ def ingest(
     splitter = Splitter(
         embedder.count_tokens, chunk_tokens=s.chunk_tokens, overlap_tokens=s.chunk_overlap
     )
-    report = Indexer(app.store(), embedder, splitter).ingest(
-        list(paths), progress=progress and not as_json and sys.stderr.isatty()
-    )
+    indexer = Indexer(app.store(), embedder, splitter, max_file_bytes=int(s.max_file_mb * 2**20))
+    report = indexer.ingest(list(paths), progress=progress and not as_json and sys.stderr.isatty())
     result = {
         "added": report.added,
         "updated": report.updated,

@@ -65,6 +65,7 @@ class Indexer:
         embedder: Embedder,
         splitter: Any,
         batch_chunks: int = DEFAULT_BATCH_CHUNKS,
+        max_file_bytes: int = 256 * 2**20,
     ):
         if batch_chunks < 1:
             raise ValueError(f"batch_chunks must be at least 1, not {batch_chunks}")
@@ -72,6 +73,7 @@ class Indexer:
         self.embedder = embedder
         self.splitter = splitter
         self.batch_chunks = batch_chunks
+        self.max_file_bytes = max_file_bytes
 
     def ingest(self, inputs: list[str], progress: bool = True) -> IngestReport:
         """Bring the index up to date with `inputs` (files, folders, globs)."""
@@ -111,16 +113,16 @@ class Indexer:
                     report.unchanged += 1
                     continue
                 try:
-                    doc = load_document(path)
+                    doc = load_document(path, max_bytes=self.max_file_bytes)
                     # The stored key must be the path discovery gives, or the next run would
                     # not recognise the file as unchanged.
                     doc.source = source
                     chunks = self.splitter.split(doc)
                 except (UnsupportedFileError, LoadError) as exc:
-                    report.skipped.append({"path": source, "reason": str(exc)})
+                    report.skipped.append({"path": source, "reason": _reason(exc, source)})
                     continue
                 except Exception as exc:  # a bug on one odd file must not end the whole run
-                    reason = f"{source}: could not be loaded ({type(exc).__name__}: {exc})"
+                    reason = f"could not be loaded ({type(exc).__name__}: {exc})"
                     report.skipped.append({"path": source, "reason": reason})
                     continue
                 run.add(_Pending(doc, chunks, is_update=source in stored))
@@ -269,3 +271,9 @@ class _progress_bar:
         if self._progress is not None:
             self._progress.update(self._task, current="")
             self._progress.stop()
+
+
+def _reason(exc: Exception, source: str) -> str:
+    """The error's reason without the path the report already names."""
+    text = str(exc)
+    return text[len(source) + 2 :] if text.startswith(f"{source}: ") else text

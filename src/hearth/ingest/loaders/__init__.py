@@ -106,8 +106,8 @@ def _read_bounded(path: Path, max_bytes: int) -> bytes:
             raise LoadError(f"{path}: is a folder, not a file")
         if size > max_bytes:
             raise LoadError(
-                f"{path}: file is {size} bytes, over the limit of {max_bytes} bytes; "
-                "split it or raise the limit"
+                f"{path}: file is {size} bytes, over the limit of {max_bytes} bytes; split it, "
+                "or raise the limit with HEARTH_MAX_FILE_MB (or max_file_mb in hearth.toml)"
             )
         if size == 0:
             raise LoadError(f"{path}: empty file")

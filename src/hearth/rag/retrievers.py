@@ -61,13 +61,18 @@ class HybridRetriever:
     """Reciprocal-rank fusion: score(chunk) = sum over retrievers of 1 / (rrf_k + rank), rank
     starting at 1 in each retriever's list of `candidates` hits (or k, if larger).
 
+    Each component contributes its top max(k, candidates) hits, 10 by default. Deep lists let
+    chunks that both retrievers rank mediocrely outvote the one chunk the better retriever put
+    first: on the stdlib benchmark (66 queries, top 10 kept) depth 10 scored hit@5 0.894 and
+    MRR@10 0.764, depth 20 0.848 / 0.742, depth 50 0.864 / 0.760 (bench_retrieval.py).
+
     Each fused hit keeps every component's own score (e.g. "bm25", "dense") plus "rrf";
     `score` is the rrf value. Ties keep the order of the best component rank, then chunk id.
     """
 
     name = "hybrid"
 
-    def __init__(self, retrievers: Sequence[Retriever], rrf_k: int = 60, candidates: int = 50):
+    def __init__(self, retrievers: Sequence[Retriever], rrf_k: int = 60, candidates: int = 10):
         if not retrievers:
             raise ValueError("HybridRetriever needs at least one retriever to fuse")
         if rrf_k < 0:

@@ -1,0 +1,211 @@
+"""Retrieval quality: hit@5 and MRR@10 of bm25, dense and hybrid on labeled stdlib-doc questions.
+
+Corpus: Python's own module docs (pydoc plain text, built by data/build_stdlib_corpus.py);
+questions: data/retrieval_questions.jsonl, plain-word questions and keyword queries as users type them, each labeled with the
+file(s) that answer it and optionally a phrase the retrieved chunk must contain.
+Peer: rank_bm25's BM25Okapi over the very same chunks (a reference BM25).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+from common import DATA_DIR, cache_dir, print_table, verdict, write_result
+
+sys.path.insert(0, str(DATA_DIR))
+from build_stdlib_corpus import build_corpus  # noqa: E402
+
+KINDS = ("bm25", "dense", "hybrid")
+# "question": a question in plain words; "keyword": identifiers typed into a search box.
+STYLES = ("question", "keyword")
+
+
+def style_of(q: dict) -> str:
+    return q.get("style", "question")
+
+
+def load_questions(path: Path, corpus: Path) -> list[dict]:
+    """Read the labeled set and check every label points at a real file and phrase."""
+    questions = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for q in questions:
+        for name in q["expected"]:
+            file = corpus / name
+            if not file.is_file():
+                raise SystemExit(f"{path}: {q['id']} expects {name}, not in {corpus}")
+            phrase = q.get("phrase")
+            if phrase and phrase.lower() not in file.read_text().lower():
+                raise SystemExit(f"{path}: {q['id']}: phrase {phrase!r} is not in {name}")
+    return questions
+
+
+def is_relevant(q: dict, source: str, text: str) -> bool:
+    if Path(source).name not in q["expected"]:
+        return False
+    phrase = q.get("phrase")
+    return not phrase or phrase.lower() in text.lower()
+
+
+def first_relevant_rank(q: dict, hits: list[tuple[str, str]]) -> int | None:
+    """1-based rank of the first relevant (source, text) hit, or None."""
+    for rank, (source, text) in enumerate(hits, start=1):
+        if is_relevant(q, source, text):
+            return rank
+    return None
+
+
+def metrics(ranks: list[int | None]) -> dict[str, float]:
+    n = len(ranks)
+    return {
+        "hit@1": sum(r is not None and r <= 1 for r in ranks) / n,
+        "hit@5": sum(r is not None and r <= 5 for r in ranks) / n,
+        "mrr@10": sum(1.0 / r for r in ranks if r is not None and r <= 10) / n,
+    }
+
+
+class RankBM25Peer:
+    """BM25Okapi (rank_bm25) over the same chunks, lower-cased word tokens."""
+
+    name = "rank_bm25 (peer)"
+
+    def __init__(self, chunks: list[tuple[str, str]]):
+        from rank_bm25 import BM25Okapi
+
+        self.chunks = chunks
+        self.bm25 = BM25Okapi([self.tokens(text) for _, text in chunks])
+
+    @staticmethod
+    def tokens(text: str) -> list[str]:
+        return re.findall(r"\w+", text.lower())
+
+    def search(self, query: str, k: int) -> list[tuple[str, str]]:
+        import numpy as np
+
+        scores = self.bm25.get_scores(self.tokens(query))
+        top = np.argsort(-scores, kind="stable")[:k]
+        return [self.chunks[i] for i in top]
+
+
+def build_index(backend: str, chunk_tokens: int, overlap: int):
+    from hearth.index.embedder import load_embedder
+    from hearth.index.indexer import Indexer
+    from hearth.index.store import SQLiteStore
+    from hearth.ingest.splitter import Splitter
+
+    corpus = build_corpus("retrieval")
+    embedder = load_embedder(backend=backend)
+    folder = cache_dir() / f"retrieval_index_{backend}_{chunk_tokens}_{overlap}"
+    folder.mkdir(parents=True, exist_ok=True)
+    store = SQLiteStore(folder / "index.sqlite3")
+    splitter = Splitter(embedder.count_tokens, chunk_tokens=chunk_tokens, overlap_tokens=overlap)
+    t0 = time.perf_counter()
+    report = Indexer(store, embedder, splitter).ingest([str(corpus)], progress=False)
+    print(
+        f"index: {report.documents} documents, {report.chunks} chunks "
+        f"({report.embedded_chunks} embedded now, {time.perf_counter() - t0:.1f} s) in {folder}"
+    )
+    return corpus, embedder, store, report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--backend", default="auto", help="embedder backend (auto, torch, ...)")
+    parser.add_argument("--chunk-tokens", type=int, default=200)
+    parser.add_argument("--overlap", type=int, default=32)
+    parser.add_argument("--questions", type=Path, default=DATA_DIR / "retrieval_questions.jsonl")
+    parser.add_argument("--no-peer", action="store_true", help="skip the rank_bm25 peer")
+    args = parser.parse_args()
+
+    from hearth.rag.retrievers import make_retriever
+
+    corpus, embedder, store, report = build_index(args.backend, args.chunk_tokens, args.overlap)
+    questions = load_questions(args.questions, corpus)
+    embedder.embed(["warm up"])
+
+    searchers = {}
+    for kind in KINDS:
+        retriever = make_retriever(kind, store, embedder)
+        searchers[kind] = lambda q, k, r=retriever: [
+            (h.chunk.source, h.chunk.text) for h in r.retrieve(q, k=k)
+        ]
+    if not args.no_peer:
+        chunks = [
+            (c.source, c.text)
+            for d in store.list_documents()
+            for c in store.document_chunks(d["source"])
+        ]
+        peer = RankBM25Peer(chunks)
+        searchers[peer.name] = peer.search
+
+    rows, results = [], {}
+    for name, search in searchers.items():
+        search(questions[0]["question"], 10)  # warm caches (dense matrix load)
+        ranks, seconds = [], 0.0
+        for q in questions:
+            t0 = time.perf_counter()
+            hits = search(q["question"], 10)
+            seconds += time.perf_counter() - t0
+            ranks.append(first_relevant_rank(q, hits))
+        m = metrics(ranks)
+        ms = 1000 * seconds / len(questions)
+        by_style = {
+            style: metrics(
+                [r for q, r in zip(questions, ranks, strict=True) if style_of(q) == style]
+            )
+            for style in STYLES
+        }
+        results[name] = {
+            **m,
+            "ms_per_query": ms,
+            "by_style": by_style,
+            "ranks": dict(zip([q["id"] for q in questions], ranks, strict=True)),
+        }
+        rows.append([name, "all", m["hit@1"], m["hit@5"], m["mrr@10"], ms])
+        for style, sm in by_style.items():
+            rows.append(["", style, sm["hit@1"], sm["hit@5"], sm["mrr@10"], ""])
+
+    table = print_table(
+        f"Retrieval quality: {len(questions)} questions, {report.documents} stdlib docs, "
+        f"{report.chunks} chunks, embedder {embedder.name} ({args.backend})",
+        ["retriever", "queries", "hit@1", "hit@5", "MRR@10", "ms/query"],
+        rows,
+    )
+    hybrid = results["hybrid"]
+    checks = {
+        f"hybrid >= {kind} on {metric}": hybrid[metric] >= results[kind][metric]
+        for kind in ("bm25", "dense")
+        for metric in ("hit@5", "mrr@10")
+    }
+    for claim, ok in checks.items():
+        print(f"{claim}: {verdict(ok)}")
+    missed = {
+        kind: [q["id"] for q in questions if results[kind]["ranks"][q["id"]] is None]
+        for kind in results
+    }
+    path = write_result(
+        "bench_retrieval" if args.backend == "auto" else f"bench_retrieval_{args.backend}",
+        {
+            "corpus": str(corpus),
+            "documents": report.documents,
+            "chunks": report.chunks,
+            "questions": len(questions),
+            "embedder": embedder.name,
+            "backend": args.backend,
+            "chunk_tokens": args.chunk_tokens,
+            "overlap": args.overlap,
+            "results": results,
+            "not_found_in_top10": missed,
+            "checks": checks,
+            "table": table,
+        },
+    )
+    print(f"wrote {path}")
+    store.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Run every benchmark with its default (2-core friendly) settings and write results/summary.md.
+
+Each benchmark runs in its own process, so one's memory or threads never colour another's;
+the summary collects their tables, claims and the exact commands to reproduce them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+from common import BENCH_DIR, RESULTS_DIR, environment
+
+BENCHMARKS = [
+    "bench_retrieval",
+    "bench_ingest",
+    "bench_search_latency",
+    "bench_ingest_memory",
+]
+
+
+def run(name: str) -> tuple[int, float]:
+    cmd = [sys.executable, str(BENCH_DIR / f"{name}.py")]
+    print(f"\n=== {name}: {' '.join(cmd)}", flush=True)
+    t0 = time.perf_counter()
+    code = subprocess.call(cmd)
+    return code, time.perf_counter() - t0
+
+
+def summary(names: list[str], outcomes: dict[str, tuple[int, float]]) -> str:
+    env = environment()
+    lines = [
+        "# Hearth benchmark results",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d')} on {env['cpus']} CPU core(s), Python "
+        f"{env['python']}, torch {env.get('torch', '?')}. The machine was shared with other "
+        "work: absolute numbers are noisy; ratios against the peer measured in the same run "
+        "are the claims.",
+        "",
+        "Reproduce (from the repository root, after `make install`):",
+        "",
+        "```",
+        "HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/run_all.py   # or: make bench",
+    ]
+    lines += [f"HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/{n}.py" for n in names]
+    lines += ["```", ""]
+    for name in names:
+        path = RESULTS_DIR / f"{name}.json"
+        code, seconds = outcomes.get(name, (None, 0.0))
+        lines.append(f"## {name}")
+        lines.append("")
+        if code not in (0, None) or not path.is_file():
+            lines += [f"Failed (exit code {code}); see its output.", ""]
+            continue
+        result = json.loads(path.read_text())
+        took = f"{seconds:.0f} s, " if code is not None else ""
+        lines += [f"`{result['command']}` ({took}measured {result['measured_at']})", ""]
+        lines += [result["table"], ""]
+        claims = result.get("claims") or result.get("checks") or {}
+        for claim, ok in claims.items():
+            lines.append(f"- {claim}: {'met' if ok else '**missed**'}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", nargs="*", choices=BENCHMARKS, help="run just these")
+    parser.add_argument(
+        "--summary-only", action="store_true", help="rebuild summary.md from existing results"
+    )
+    args = parser.parse_args()
+    names = args.only or BENCHMARKS
+    outcomes: dict[str, tuple[int, float]] = {}
+    if not args.summary_only:
+        for name in names:
+            outcomes[name] = run(name)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / "summary.md"
+    path.write_text(summary(names, outcomes) + "\n")
+    print(f"\nwrote {path}")
+    failed = [n for n, (code, _) in outcomes.items() if code != 0]
+    if failed:
+        raise SystemExit(f"failed: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()

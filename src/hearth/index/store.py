@@ -15,13 +15,13 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hearth.errors import EmbedderMismatchError, HearthError
+from hearth.ingest.globs import glob_regex
 from hearth.types import Chunk, Document, Filters, Message, ScoredChunk
 
 SCHEMA_VERSION = 1
@@ -125,38 +125,6 @@ def fts_query(text: str | list[str]) -> str:
     return " OR ".join(f'"{t}"' for t in terms)
 
 
-@lru_cache(maxsize=256)
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    """Compile a path glob: `*` and `?` stay inside one path part, `**` crosses parts."""
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        c = pattern[i]
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif c == "*":
-            out.append("[^/]*")
-            i += 1
-        elif c == "?":
-            out.append("[^/]")
-            i += 1
-        elif c == "[" and "]" in pattern[i + 2 :]:
-            end = pattern.index("]", i + 2)
-            body = pattern[i + 1 : end]
-            if body.startswith("!"):
-                body = "^" + body[1:]
-            out.append("[" + body.replace("\\", "\\\\") + "]")
-            i = end + 1
-        else:
-            out.append(re.escape(c))
-            i += 1
-    return re.compile("".join(out) + r"\Z")
-
-
 def source_matches(pattern: str, source: str, cwd: str | None = None) -> bool:
     """True when `pattern` matches the absolute source path, its path relative to `cwd`, or any
     suffix of its path parts ("docs/*.md", "*.pdf"). A pattern without wildcards also matches
@@ -181,9 +149,9 @@ def source_matches(pattern: str, source: str, cwd: str | None = None) -> bool:
                 candidates.append(os.path.relpath(source, cwd))
             except ValueError:
                 pass
-    regex = _glob_regex(pattern)
+    regex = glob_regex(pattern)
     for cand in candidates:
-        if regex.match(cand):
+        if regex.fullmatch(cand):
             return True
         if plain and cand.startswith(pattern + "/"):
             return True

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hearth.ingest.globs import glob_regex
 from hearth.ingest.loaders import is_supported
 
 SKIP_DIRS = {"__pycache__", "node_modules"}  # besides every hidden (dot) folder
@@ -65,7 +66,7 @@ def discover(inputs: list[str], supported_only: bool = True) -> Discovery:
         text = os.path.expanduser(str(raw))
         if _GLOB_CHARS.search(text) and not os.path.lexists(text):  # "notes[1].md" may exist
             absolute = os.path.abspath(text)
-            found.patterns.append(_glob_regex(_resolved_prefix(absolute)))
+            found.patterns.append(glob_regex(_resolved_prefix(absolute)))
             matches = glob.glob(absolute, recursive=True)
             before = len(files)
             for match in matches:
@@ -114,38 +115,3 @@ def _resolved_prefix(pattern: str) -> str:
         literal += 1
     base = Path(*parts[:literal]).resolve() if literal else Path(parts[0])
     return str(Path(base, *parts[literal:]))
-
-
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    """Translate a glob to a regex over posix paths: `**` spans folders, `*`/`?` do not."""
-    out = []
-    i = 0
-    pattern = Path(pattern).as_posix()
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        elif pattern[i] == "[":
-            close = pattern.find("]", i + 2)
-            if close < 0:
-                out.append(re.escape("["))
-                i += 1
-                continue
-            body = pattern[i + 1 : close]
-            if body.startswith("!"):
-                body = "^" + body[1:]
-            out.append("[" + body.replace("\\", "\\\\") + "]")
-            i = close + 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("".join(out))

@@ -385,12 +385,8 @@ class ChatSession:
         extractive: bool = False,
     ) -> ChatTurn:
         """Condense, answer with `answerer` (a hearth.rag.answer.Answerer), record both turns."""
-        condensed = self.condense(question, model)
-        answer = answerer.answer(
-            condensed.query, k=k, filters=filters, extractive=extractive, history=self.history()
-        )
-        self._record(question, answer)
-        return ChatTurn(question, condensed, answer)
+        events = self.stream(question, answerer, model, k=k, filters=filters, extractive=extractive)
+        return next(e for e in events if isinstance(e, ChatTurn))
 
     def stream(
         self,

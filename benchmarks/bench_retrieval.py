@@ -1,8 +1,9 @@
 """Retrieval quality: hit@5 and MRR@10 of bm25, dense and hybrid on labeled stdlib-doc questions.
 
 Corpus: Python's own module docs (pydoc plain text, built by data/build_stdlib_corpus.py);
-questions: data/retrieval_questions.jsonl, plain-word questions and keyword queries as users type them, each labeled with the
-file(s) that answer it and optionally a phrase the retrieved chunk must contain.
+questions: data/retrieval_questions.jsonl, plain-word questions and keyword queries as users
+type them, each labeled with the file(s) that answer it and optionally a phrase the retrieved
+chunk must contain.
 Peer: rank_bm25's BM25Okapi over the very same chunks (a reference BM25).
 """
 

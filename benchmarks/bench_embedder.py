@@ -5,7 +5,8 @@ text: Python stdlib docstrings) at least 2x faster than SentenceTransformer.enco
 same retrieval quality. Peer: sentence-transformers `encode` (batch 64, normalised) on the
 same chunks in the same run. Quality: cosine of each backend's vectors to the torch ones, and
 recall@5 / top-1 agreement for queries made of each passage's first sentence (removed from the
-passage). Prints a table; writes benchmarks/results/embedder.json.
+passage). Claims: auto >= 2x ST encode; auto recall@5 within 1 point of torch's. Prints a
+table; writes benchmarks/results/bench_embedder.json.
 
     .venv/bin/python benchmarks/bench_embedder.py [--chunks N] [--repeats R]
 """
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import ast
 import inspect
-import json
 import os
 import platform
 import random
@@ -32,11 +32,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
 
+from common import print_table, verdict, write_result  # noqa: E402
 from hearth.index.embed_base import available_cores, no_load_progress_bars  # noqa: E402
 from hearth.index.embed_onnx import OnnxEmbedder, OnnxInt8Embedder  # noqa: E402
 from hearth.index.embedder import AUTO_BACKEND, resolve_model  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results" / "embedder.json"
+NAME = "bench_embedder"
 PEER = "st encode (torch)"
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`(])")
 
@@ -146,7 +147,6 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per backend")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
     import torch
@@ -220,24 +220,38 @@ def main() -> None:
             )
         )
 
-    header = (
-        f"{'backend':<20} {'chunks/s':>9} {'x ST':>6} {'cos mean':>9} {'cos min':>8} "
-        f"{'R@5':>6} {'top1=':>6} {'top5∩':>6}"
+    table = print_table(
+        f"Embedding {len(texts)} chunks of stdlib docstrings (tokens mean "
+        f"{statistics.mean(tokens):.0f}), batch {args.batch_size}, median of {args.repeats} "
+        f"interleaved runs, {cores} threads; recall@5 over {len(queries)} queries; "
+        f"auto = {AUTO_BACKEND}; backend setup (export/load) {setup_s:.1f}s",
+        ["backend", "chunks/s", "x ST", "cos mean", "cos min", "R@5", "top-1 = ST", "top-5 ∩ ST"],
+        [
+            [
+                f"{r.backend} (auto)" if r.backend == AUTO_BACKEND else r.backend,
+                f"{r.chunks_per_s:.1f}",
+                r.ratio_vs_st,
+                f"{r.mean_cosine:.4f}",
+                f"{r.min_cosine:.4f}",
+                f"{r.recall_at_5:.1f}",
+                f"{r.top1_agreement:.1f}",
+                f"{r.top5_overlap:.1f}",
+            ]
+            for r in rows
+        ],
     )
-    print(header)
-    print("-" * len(header))
-    for r in rows:
-        print(
-            f"{r.backend:<20} {r.chunks_per_s:>9.1f} {r.ratio_vs_st:>6.2f} {r.mean_cosine:>9.4f} "
-            f"{r.min_cosine:>8.4f} {r.recall_at_5:>6.1f} {r.top1_agreement:>6.1f} "
-            f"{r.top5_overlap:>6.1f}"
-        )
-    print(f"auto = {AUTO_BACKEND}; backend setup (export/load) {setup_s:.1f}s")
+    by_name = {r.backend: r for r in rows}
+    auto, peer = by_name[AUTO_BACKEND], by_name[PEER]
+    claims = {
+        "auto >= 2x sentence-transformers encode": auto.ratio_vs_st >= 2.0,
+        "auto recall@5 within 1 point of torch": abs(auto.recall_at_5 - peer.recall_at_5) <= 1.0,
+    }
+    for claim, ok in claims.items():
+        print(f"{claim}: {verdict(ok)}")
 
     import onnxruntime
     import sentence_transformers
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "claim": "auto embedder backend vs sentence-transformers encode, same chunks",
         "auto_backend": AUTO_BACKEND,
@@ -253,10 +267,13 @@ def main() -> None:
             "onnxruntime": onnxruntime.__version__,
             "sentence_transformers": sentence_transformers.__version__,
         },
+        "setup_s": round(setup_s, 1),
         "rows": [asdict(r) for r in rows],
+        "claims": claims,
+        "table": table,
     }
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    path = write_result(NAME, report)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

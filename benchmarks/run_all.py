@@ -16,9 +16,13 @@ from common import BENCH_DIR, RESULTS_DIR, environment
 
 BENCHMARKS = [
     "bench_retrieval",
+    "bench_embedder",
     "bench_ingest",
     "bench_search_latency",
     "bench_ingest_memory",
+    # Last: the slow one (a few minutes extractive, ~20 minutes generative on 2 cores busy
+    # with other work; on quiet cores both modes together take ~3 minutes).
+    "bench_answers",
 ]
 
 

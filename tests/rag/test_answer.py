@@ -163,3 +163,11 @@ def test_repeat_start_catches_a_loop_that_grows():
     assert repeat_start(text) == len(first) + 1
     different = f"{first} The HEARTH_INDEX variable sets the folder for every command."
     assert repeat_start(different) is None
+
+
+def test_a_loop_inside_one_sentence_is_cut_after_its_first_copy():
+    head = "Hearth reads `.md`, `.txt`"
+    looped = head + ", `.json.ts`" * 6
+    assert repeat_start(looped) == len(head) + len(", `.json.ts`")
+    assert repeat_start("The code is 4711 and the room is 101.") is None
+    assert repeat_start("Wait... " + "ha" * 3) is None  # short repeats are words, not loops

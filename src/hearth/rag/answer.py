@@ -212,9 +212,12 @@ def repeat_start(text: str, min_chars: int = 20, overlap: float = 0.8) -> int | 
 
     Small models at temperature 0 loop: the same sentence again, or the same sentence with a
     few words tacked on. A sentence counts as a repeat when at least `overlap` of its content
-    words already stood together in one earlier sentence. Generation stops there and the
-    repeat is left out of the answer.
+    words already stood together in one earlier sentence. Loops inside a sentence (the same
+    few tokens over and over) are caught by `periodic_tail_start`. Generation stops there and
+    the repeat is left out of the answer.
     """
+    if (cut := periodic_tail_start(text)) is not None:
+        return cut
     if not text or text[-1] not in ".!?\n":
         return None  # only check when a sentence may just have ended
     earlier: list[set[str]] = []
@@ -225,4 +228,22 @@ def repeat_start(text: str, min_chars: int = 20, overlap: float = 0.8) -> int | 
         if long_enough and any(len(words & seen) >= overlap * len(words) for seen in earlier):
             return span.start
         earlier.append(words)
+    return None
+
+
+def periodic_tail_start(
+    text: str, min_repeats: int = 4, max_period: int = 60, min_chars: int = 24
+) -> int | None:
+    """Where the repeats begin when `text` ends in one unit written `min_repeats`+ times in a
+    row (", `.json.ts`, `.json.ts`, ..."), keeping the first copy; else None."""
+    n = len(text)
+    for period in range(1, max_period + 1):
+        if period * min_repeats > n:
+            break
+        unit = text[n - period :]
+        reps = 1
+        while reps * period < n and text[n - (reps + 1) * period : n - reps * period] == unit:
+            reps += 1
+        if reps >= min_repeats and reps * period >= min_chars:
+            return n - (reps - 1) * period
     return None

@@ -8,18 +8,17 @@ sentence-transformers folder; nothing is ever downloaded. Backends (also a dict)
 - "onnx-int8": that export with int8 weights (dynamic quantization).
 - "auto": AUTO_BACKEND below, or "torch" when onnxruntime is not installed.
 
-How "auto" was chosen (benchmarks/bench_embedder.py: 500 chunks of real text, stdlib
-docstrings, 76-210 tokens, mean 155; batch 64; median of 3 interleaved runs; 2 AMD EPYC
-cores shared with other jobs, load average ~8, so absolute speeds are low and noisy, the
-ratios less so). Recall@5: 200 queries, each the first sentence cut from its passage;
-top-1 = share of queries whose first hit equals torch's:
+How "auto" was chosen (benchmarks/bench_embedder.py; stdlib docstrings of 76-210 tokens,
+mean ~155; batch 64; median of 3 interleaved runs on 2 cores; recall@5 over 200 queries,
+each the first sentence cut from its passage). First run, 500 chunks on a busy machine
+(load ~8), then the default 400 chunks on a quiet one:
 
-    backend                 chunks/s  x ST  cos mean  cos min   R@5  top-1
-    st encode (torch)          9.7    1.00   1.0000    1.0000   73.5  100.0
-    onnx (fp32, sorted)       15.9    1.64   1.0000    1.0000   73.5  100.0
-    onnx, unsorted            12.8    1.32   1.0000    1.0000   73.5  100.0
-    onnx-int8 (one per run)   27.8    2.86   0.9940    0.9879   73.5   91.5
-    onnx-int8, batched 64     36.3    3.74   0.9936    0.9807   73.0   92.0
+    backend                 x ST (busy)  x ST (quiet)  cos mean  R@5 (busy / quiet)
+    st encode (torch)          1.00         1.00        1.0000    73.5 / 75.5
+    onnx (fp32, sorted)        1.64         1.44        1.0000    73.5 / 75.5
+    onnx, unsorted             1.32         1.13        1.0000    73.5 / 75.5
+    onnx-int8 (one per run)    2.86         2.16        0.994     73.5 / 76.0
+    onnx-int8, batched 64      3.74         3.16        0.994     73.0 / 74.5
 
 "auto" = onnx-int8: the fastest backend whose mean cosine to torch is >= 0.99 and whose
 recall@5 is within 1 point of torch's. It embeds one text per run (see OnnxEmbedder) so a

@@ -176,6 +176,10 @@ def _where(chunk) -> str:
         parts.append(f"page {chunk.page}")
     if chunk.headings:
         parts.append(" > ".join(chunk.headings))
+    if path := chunk.metadata.get("json_path"):
+        parts.append(path)
+    if (row := chunk.metadata.get("row")) is not None:
+        parts.append(f"row {row}")
     return f" ({'; '.join(parts)})" if parts else ""
 
 

@@ -1,0 +1,31 @@
+"""Hearth's own PyTorch inference engine for Llama-family models: model, weight loading
+(GGUF / safetensors), KV cache, tokenizer; hand-written to show what each optimization buys.
+
+Importing this package is cheap: torch, gguf and transformers load only when a name below
+is first used (`from hearth.engine import LlamaModel`).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "ModelConfig": "hearth.engine.config",
+    "RopeScaling": "hearth.engine.config",
+    "Checkpoint": "hearth.engine.weights",
+    "default_model_path": "hearth.engine.weights",
+    "load_checkpoint": "hearth.engine.weights",
+    "LlamaModel": "hearth.engine.model",
+    "KVCache": "hearth.engine.kv_cache",
+    "Tokenizer": "hearth.engine.tokenizer",
+    "load_tokenizer": "hearth.engine.tokenizer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'hearth.engine' has no attribute {name!r}")

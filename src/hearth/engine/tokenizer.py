@@ -1,0 +1,107 @@
+"""Tokenizer and chat template for an engine model, read from the same GGUF file or
+Hugging Face folder as its weights, so prompts are tokenized exactly as the model was trained.
+
+Token ids come from transformers' fast tokenizer (it rebuilds one from GGUF metadata); the
+chat template is the model's own Jinja string, rendered here the way transformers renders it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from hearth.errors import ConfigError, ModelNotFoundError
+from hearth.types import Message
+
+
+@dataclass
+class Tokenizer:
+    """Text <-> token ids, plus the model's chat template."""
+
+    hf: Any  # transformers.PreTrainedTokenizerFast
+    chat_template: str | None
+    eos_token_id: int | None
+    bos_token_id: int | None
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.hf)
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return self.hf.encode(text, add_special_tokens=add_special_tokens)
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
+        return self.hf.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    def render_chat(
+        self, messages: list[Message] | list[dict[str, str]], add_generation_prompt: bool = True
+    ) -> str:
+        """The prompt string the chat template makes of `messages`."""
+        if self._template is None:
+            raise ConfigError("this model has no chat template: pass a plain prompt instead")
+        msgs = [m.as_dict() if isinstance(m, Message) else dict(m) for m in messages]
+        return self._template.render(
+            messages=msgs,
+            add_generation_prompt=add_generation_prompt,
+            bos_token=self.hf.bos_token or "",
+            eos_token=self.hf.eos_token or "",
+        )
+
+    def encode_chat(
+        self, messages: list[Message] | list[dict[str, str]], add_generation_prompt: bool = True
+    ) -> list[int]:
+        """Token ids of the templated prompt (the template already holds the special tokens)."""
+        return self.encode(self.render_chat(messages, add_generation_prompt), False)
+
+    @cached_property
+    def _template(self) -> Any:
+        return compile_chat_template(self.chat_template) if self.chat_template else None
+
+
+def compile_chat_template(source: str) -> Any:
+    """A sandboxed Jinja template with the globals HF chat templates expect."""
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise jinja2.exceptions.TemplateError(message)
+
+    def tojson(x: Any, ensure_ascii: bool = False, indent: Any = None, **kw: Any) -> str:
+        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, **kw)
+
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+    )
+    env.filters["tojson"] = tojson
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    return env.from_string(source)
+
+
+def load_tokenizer(path: str | Path | None = None) -> Tokenizer:
+    """Tokenizer of a .gguf file (default: the embedded SmolLM2) or a Hugging Face folder."""
+    from transformers import AutoTokenizer
+
+    from hearth.engine.weights import default_model_path
+
+    p = Path(path) if path is not None else default_model_path()
+    if p.is_file() and p.suffix == ".gguf":
+        import gguf
+
+        from hearth.engine.weights import read_gguf_metadata
+
+        meta = read_gguf_metadata(gguf.GGUFReader(p))
+        hf = AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name)
+        template = meta.get("tokenizer.chat_template")
+        eos, bos = meta.get("tokenizer.ggml.eos_token_id"), meta.get("tokenizer.ggml.bos_token_id")
+    elif p.is_dir():
+        hf = AutoTokenizer.from_pretrained(p)
+        template = hf.chat_template if isinstance(hf.chat_template, str) else None
+        eos, bos = hf.eos_token_id, hf.bos_token_id
+    else:
+        raise ModelNotFoundError(f"{p}: expected a .gguf file or a Hugging Face model folder")
+    return Tokenizer(hf=hf, chat_template=template, eos_token_id=eos, bos_token_id=bos)

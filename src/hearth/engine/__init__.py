@@ -1,5 +1,6 @@
 """Hearth's own PyTorch inference engine for Llama-family models: model, weight loading
-(GGUF / safetensors), KV cache, tokenizer; hand-written to show what each optimization buys.
+(GGUF / safetensors), KV cache, tokenizer, decoding strategies; hand-written to show what
+each optimization and strategy buys.
 
 Importing this package is cheap: torch, gguf and transformers load only when a name below
 is first used (`from hearth.engine import LlamaModel`).
@@ -20,6 +21,11 @@ _EXPORTS = {
     "KVCache": "hearth.engine.kv_cache",
     "Tokenizer": "hearth.engine.tokenizer",
     "load_tokenizer": "hearth.engine.tokenizer",
+    "SamplingParams": "hearth.engine.sampling",
+    "sample_next": "hearth.engine.sampling",
+    "generate": "hearth.engine.decoding",
+    "stream": "hearth.engine.decoding",
+    "beam_search": "hearth.engine.decoding",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -26,6 +26,10 @@ _EXPORTS = {
     "generate": "hearth.engine.decoding",
     "stream": "hearth.engine.decoding",
     "beam_search": "hearth.engine.decoding",
+    "speculative_generate": "hearth.engine.speculative",
+    "PromptLookupDrafter": "hearth.engine.speculative",
+    "ModelDrafter": "hearth.engine.speculative",
+    "truncated_draft": "hearth.engine.speculative",
 }
 
 __all__ = sorted(_EXPORTS)

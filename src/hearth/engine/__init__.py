@@ -26,6 +26,7 @@ _EXPORTS = {
     "generate": "hearth.engine.decoding",
     "stream": "hearth.engine.decoding",
     "beam_search": "hearth.engine.decoding",
+    "Generator": "hearth.engine.generator",
     "speculative_generate": "hearth.engine.speculative",
     "PromptLookupDrafter": "hearth.engine.speculative",
     "ModelDrafter": "hearth.engine.speculative",

@@ -1,0 +1,257 @@
+"""Generator: load an engine model + tokenizer once, then run any decoding strategy through the
+KV cache (prefill once, one new token per step) and report tokens per second.
+
+Hand-written because the cache is what the engine exists to show: `CachedStep` plugs into
+decoding.py's plain `step(input_ids) -> logits` protocol, so every strategy loop stays the same.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hearth.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+    from hearth.engine.decoding import BeamTree, Delta
+    from hearth.engine.model import LlamaModel
+    from hearth.engine.sampling import SamplingParams
+    from hearth.engine.tokenizer import Tokenizer
+
+
+class CachedStep:
+    """A decoding `step` backed by a KV cache: ids (batch x seq) -> last logits (batch x vocab).
+
+    Each call must extend the previous call's rows by one token (in any order, rows may repeat:
+    beam search picks parents); the cache is reordered to those parents and only the new
+    column is run. Anything else (a new prompt, a new batch size) resets and prefills.
+    """
+
+    def __init__(self, model: LlamaModel, max_len: int) -> None:
+        self.model = model
+        self.max_len = max_len
+        self.cache = None
+        self.prev: torch.Tensor | None = None  # ids the cache holds, one row per cache row
+        self.prefill_tokens = 0
+        self.decode_steps = 0
+
+    def __call__(self, input_ids: torch.Tensor) -> torch.Tensor:
+        parents = self._parents(input_ids)
+        if parents is None:
+            return self._prefill(input_ids)
+        import torch
+
+        if not torch.equal(parents, torch.arange(len(parents))):
+            self.cache.reorder(parents)
+        logits = self.model(input_ids[:, -1:], kv_cache=self.cache, last_only=True)[:, -1]
+        self.prev = input_ids
+        self.decode_steps += 1
+        return logits
+
+    def _parents(self, ids: torch.Tensor) -> torch.Tensor | None:
+        """For each row of `ids`, a cache row holding exactly its prefix; None if any lacks one."""
+        import torch
+
+        prev = self.prev
+        if prev is None or ids.shape[1] != prev.shape[1] + 1:
+            return None
+        same = (ids[:, None, :-1] == prev[None, :, :]).all(dim=-1)  # rows x cache rows
+        if not bool(same.any(dim=1).all()):
+            return None
+        return same.to(torch.int8).argmax(dim=1)
+
+    def _prefill(self, ids: torch.Tensor) -> torch.Tensor:
+        """Run the prompt once; identical rows (beam search's start) share one forward."""
+        import torch
+
+        rows = ids.shape[0]
+        unique = bool((ids == ids[:1]).all())
+        first = ids[:1] if unique else ids
+        self.cache = self.model.new_cache(self.max_len, first.shape[0])
+        logits = self.model(first, kv_cache=self.cache, last_only=True)[:, -1]
+        if unique and rows > 1:
+            self.cache.reorder(torch.zeros(rows, dtype=torch.long))
+            logits = logits.expand(rows, -1).clone()
+        self.prev = ids
+        self.prefill_tokens += first.numel()
+        return logits
+
+
+def uncached_step(model: LlamaModel):
+    """The plain step: the whole sequence through the model every call (the baseline)."""
+
+    def step(input_ids: torch.Tensor) -> torch.Tensor:
+        return model(input_ids, last_only=True)[:, -1]
+
+    return step
+
+
+def hidden_step(model: LlamaModel):
+    """ids -> (last logits, final-norm hidden states of every position), for contrastive search."""
+
+    def step(input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        seen: list[Any] = []
+        handle = model.norm.register_forward_hook(lambda _m, _i, out: seen.append(out))
+        try:
+            logits = model(input_ids)
+        finally:
+            handle.remove()
+        return logits[:, -1], seen[0]
+
+    return step
+
+
+@dataclass
+class GenerationReport:
+    """One generation: text and tokens (EOS excluded), speed, and the beam tree if any."""
+
+    text: str
+    token_ids: list[int]
+    finish_reason: str
+    strategy: str
+    prompt_tokens: int
+    seconds: float
+    tree: BeamTree | None = None
+    draft_tokens_accepted: int = 0
+    draft_tokens_proposed: int = 0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return len(self.token_ids) / self.seconds if self.seconds > 0 else 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "token_ids": self.token_ids,
+            "tokens_per_second": round(self.tokens_per_second, 2),
+            "strategy": self.strategy,
+            "draft_tokens_accepted": self.draft_tokens_accepted,
+            "draft_tokens_proposed": self.draft_tokens_proposed,
+        }
+
+
+class Generator:
+    """Text in, text out through our engine. Cheap to create; `warm_up()` loads the weights.
+
+    `use_cache=False` runs the uncached baseline (every step re-reads the whole sequence).
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        *,
+        dtype: str = "float32",
+        use_cache: bool = True,
+    ) -> None:
+        if dtype not in ("float32", "bfloat16", "float16"):
+            raise ConfigError(f"dtype {dtype!r}: use float32, bfloat16 or float16")
+        self.model_path = Path(model_path) if model_path is not None else None
+        self.dtype = dtype
+        self.use_cache = use_cache
+        self.model: LlamaModel | None = None
+        self.tokenizer: Tokenizer | None = None
+
+    def warm_up(self) -> Generator:
+        if self.model is not None:
+            return self
+        import torch
+
+        from hearth.engine.model import LlamaModel
+        from hearth.engine.tokenizer import load_tokenizer
+        from hearth.engine.weights import default_model_path
+
+        path = self.model_path or default_model_path()
+        if not path.exists():
+            raise ConfigError(f"model file {path} not found: give a local .gguf file or folder")
+        torch.set_grad_enabled(False)
+        self.model = LlamaModel.from_pretrained(path, dtype=getattr(torch, self.dtype))
+        self.tokenizer = load_tokenizer(path)
+        return self
+
+    # --- prompts ---
+
+    def encode(self, prompt: str | Sequence[int], *, chat: bool = False) -> list[int]:
+        self.warm_up()
+        if not isinstance(prompt, str):
+            return list(prompt)
+        if chat:
+            return self.tokenizer.encode(
+                self.tokenizer.render_chat([{"role": "user", "content": prompt}]),
+                add_special_tokens=False,
+            )
+        return self.tokenizer.encode(prompt)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        self.warm_up()
+        return self.tokenizer.decode(list(ids))
+
+    # --- running ---
+
+    def _eos(self) -> list[int]:
+        eos = self.tokenizer.eos_token_id
+        return [] if eos is None else [eos]
+
+    def _steps(self, prompt_len: int, params: SamplingParams) -> dict[str, Any]:
+        if params.strategy == "contrastive":
+            return {"step": None, "step_with_hidden": hidden_step(self.model)}
+        if not self.use_cache:
+            return {"step": uncached_step(self.model)}
+        return {"step": CachedStep(self.model, prompt_len + params.max_tokens + 1)}
+
+    def run(
+        self, prompt: str | Sequence[int], params: SamplingParams, *, chat: bool = False
+    ) -> GenerationReport:
+        """Generate to the end with `params`; the report says how fast."""
+        from hearth.engine.decoding import generate
+
+        ids = self.encode(prompt, chat=chat)
+        self._check_room(ids, params)
+        start = time.perf_counter()
+        result = generate(
+            prompt_ids=ids,
+            params=params,
+            eos_token_ids=self._eos(),
+            detokenize=self.decode,
+            **self._steps(len(ids), params),
+        )
+        seconds = time.perf_counter() - start
+        return GenerationReport(
+            result.text,
+            result.token_ids,
+            result.finish_reason,
+            params.strategy,
+            len(ids),
+            seconds,
+            result.tree,
+        )
+
+    def stream(
+        self, prompt: str | Sequence[int], params: SamplingParams, *, chat: bool = False
+    ) -> Iterator[Delta]:
+        """Deltas as tokens are decided (beam search yields once, at the end)."""
+        from hearth.engine.decoding import stream
+
+        ids = self.encode(prompt, chat=chat)
+        self._check_room(ids, params)
+        yield from stream(
+            prompt_ids=ids,
+            params=params,
+            eos_token_ids=self._eos(),
+            detokenize=self.decode,
+            **self._steps(len(ids), params),
+        )
+
+    def _check_room(self, ids: list[int], params: SamplingParams) -> None:
+        if not ids:
+            raise ConfigError("the prompt is empty: give some text")
+        limit = self.model.config.max_position_embeddings
+        if limit and len(ids) + params.max_tokens > limit:
+            raise ConfigError(
+                f"prompt ({len(ids)} tokens) + max_tokens ({params.max_tokens}) exceeds the "
+                f"model's context of {limit} tokens: shorten the prompt or lower max_tokens"
+            )

@@ -1,0 +1,71 @@
+"""`hearth generate` end to end in a subprocess with the real embedded SmolLM2: JSON output,
+beam search with a drawn tree, and clean one-line errors for bad flag combinations."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+KEYS = {
+    "text", "token_ids", "tokens_per_second", "strategy",
+    "draft_tokens_accepted", "draft_tokens_proposed",
+}  # fmt: skip
+
+
+def hearth(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "hearth", "generate", *args],
+        capture_output=True, text=True, env=env, cwd=cwd, timeout=600,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_greedy_json():
+    out = hearth("The capital of France is", "--max-tokens", "16", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert set(data) == KEYS
+    assert data["strategy"] == "greedy"
+    assert "Paris" in data["text"]
+    assert 1 <= len(data["token_ids"]) <= 16
+    assert data["tokens_per_second"] > 0
+    assert (data["draft_tokens_accepted"], data["draft_tokens_proposed"]) == (0, 0)
+
+
+@pytest.mark.slow
+def test_beam_with_tree_png(tmp_path):
+    png = tmp_path / "out.png"
+    out = hearth(
+        "The capital of France is", "--strategy", "beam", "--num-beams", "3",
+        "--max-tokens", "8", "--tree", str(png), "--json",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["strategy"] == "beam" and data["token_ids"]
+    with Image.open(png) as img:
+        img.verify()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tree", "t.png"], "--strategy beam"),
+        (["--strategy", "beam", "--tree", "t.svg"], ".png or .html"),
+        (["--num-beams", "3"], "--num-beams needs"),
+        (["--temperature", "0.7"], "--strategy sample"),
+        (["--strategy", "nope"], "choose one of"),
+        (["--strategy", "sample", "--top-p", "1.5"], "top_p"),
+        (["--model", "/no/such/model.gguf"], "no such file"),
+    ],
+)
+def test_bad_flags_are_one_line_errors(args, message, tmp_path):
+    out = hearth("hi", *args, cwd=tmp_path)
+    assert out.returncode == 1
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr

@@ -38,6 +38,24 @@ def test_greedy_json():
     assert (data["draft_tokens_accepted"], data["draft_tokens_proposed"]) == (0, 0)
 
 
+RAG_PROMPT = (
+    "Context: The Hearth engine stores its vectors in a SQLite file named index.sqlite3 "
+    "inside the .hearth folder.\nQuestion: Where does the Hearth engine store its vectors?\n"
+    "Answer: The Hearth engine stores its vectors in"
+)
+
+
+@pytest.mark.slow
+def test_speculative_prompt_lookup_gives_the_greedy_text_and_counts_drafts():
+    plain = json.loads(hearth(RAG_PROMPT, "--max-tokens", "20", "--json").stdout)
+    out = hearth(RAG_PROMPT, "--max-tokens", "20", "--speculative", "prompt-lookup", "--json")
+    assert out.returncode == 0, out.stderr
+    spec = json.loads(out.stdout)
+    assert spec["token_ids"] == plain["token_ids"]
+    assert spec["draft_tokens_proposed"] > 0
+    assert 0 < spec["draft_tokens_accepted"] <= spec["draft_tokens_proposed"]
+
+
 @pytest.mark.slow
 def test_beam_with_tree_png(tmp_path):
     png = tmp_path / "out.png"
@@ -58,6 +76,8 @@ def test_beam_with_tree_png(tmp_path):
         (["--tree", "t.png"], "--strategy beam"),
         (["--strategy", "beam", "--tree", "t.svg"], ".png or .html"),
         (["--num-beams", "3"], "--num-beams needs"),
+        (["--strategy", "beam", "--speculative", "draft"], "greedy or sample"),
+        (["--draft-model", "m.gguf"], "--speculative draft"),
         (["--temperature", "0.7"], "--strategy sample"),
         (["--strategy", "nope"], "choose one of"),
         (["--strategy", "sample", "--top-p", "1.5"], "top_p"),

@@ -60,10 +60,27 @@ def generate(
     tree: Path | None = typer.Option(
         None, "--tree", help="Draw the beam-search tree to FILE.png or FILE.html."
     ),
+    speculative: str = typer.Option(
+        "none", "--speculative", help="none, prompt-lookup or draft (greedy/sample only)."
+    ),
+    draft_model: Path | None = typer.Option(
+        None,
+        "--draft-model",
+        help="Draft .gguf sharing the tokenizer (default: the first "
+        "quarter of the target's layers).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Generate text with Hearth's own engine (KV-cached), any decoding strategy."""
     check_flags(strategy, num_beams, temperature, top_k, top_p, min_p, seed, tree)
+    if speculative not in ("none", "prompt-lookup", "draft"):
+        raise HearthError(f"--speculative {speculative!r}: use none, prompt-lookup or draft")
+    if speculative != "none" and strategy not in ("greedy", "sample"):
+        raise HearthError("--speculative works with --strategy greedy or sample")
+    if draft_model is not None and speculative != "draft":
+        raise HearthError("--draft-model needs --speculative draft")
+    if draft_model is not None and not draft_model.exists():
+        raise HearthError(f"--draft-model {draft_model}: no such file or folder")
     if model is not None and not model.exists():
         raise HearthError(f"--model {model}: no such file or folder (give a local .gguf)")
 
@@ -89,8 +106,10 @@ def generate(
         raise HearthError(str(exc)) from None
     generator = Generator(model).warm_up()
 
-    if as_json or strategy == "beam":
-        report = generator.run(prompt, params, chat=chat)
+    if as_json or strategy == "beam" or speculative != "none":
+        report = generator.run(
+            prompt, params, chat=chat, speculative=speculative, draft_model=draft_model
+        )
         if tree is not None:
             from hearth.engine.tree_plot import plot_tree
 

@@ -204,13 +204,26 @@ class Generator:
         return {"step": CachedStep(self.model, prompt_len + params.max_tokens + 1)}
 
     def run(
-        self, prompt: str | Sequence[int], params: SamplingParams, *, chat: bool = False
+        self,
+        prompt: str | Sequence[int],
+        params: SamplingParams,
+        *,
+        chat: bool = False,
+        speculative: str = "none",
+        draft_model: str | Path | None = None,
     ) -> GenerationReport:
-        """Generate to the end with `params`; the report says how fast."""
+        """Generate to the end with `params`; the report says how fast.
+
+        `speculative`: "none", "prompt-lookup" (n-gram drafts from the context) or "draft"
+        (`draft_model`, a smaller model sharing the tokenizer; without one, the first quarter
+        of the target's layers as a self-speculative draft).
+        """
         from hearth.engine.decoding import generate
 
         ids = self.encode(prompt, chat=chat)
         self._check_room(ids, params)
+        if speculative != "none":
+            return self._run_speculative(ids, params, speculative, draft_model)
         start = time.perf_counter()
         result = generate(
             prompt_ids=ids,
@@ -228,6 +241,54 @@ class Generator:
             len(ids),
             seconds,
             result.tree,
+        )
+
+    def _run_speculative(
+        self,
+        ids: list[int],
+        params: SamplingParams,
+        kind: str,
+        draft_model: str | Path | None,
+    ) -> GenerationReport:
+        from hearth.engine.model import LlamaModel
+        from hearth.engine.speculative import (
+            ModelDrafter,
+            PromptLookupDrafter,
+            speculative_generate,
+            truncated_draft,
+        )
+
+        if params.strategy not in ("greedy", "sample"):
+            raise ConfigError(
+                f"speculative decoding runs greedy or sample, not {params.strategy!r}"
+            )
+        if kind == "prompt-lookup":
+            drafter = PromptLookupDrafter()
+        elif kind == "draft" and draft_model is not None:
+            import torch
+
+            dtype = getattr(torch, self.dtype)
+            draft = LlamaModel.from_pretrained(Path(draft_model), dtype=dtype)
+            drafter = ModelDrafter(draft, max_len=len(ids) + params.max_tokens + 16)
+        elif kind == "draft":
+            layers = max(1, self.model.config.n_layers // 4)
+            drafter = ModelDrafter(
+                truncated_draft(self.model, layers), max_len=len(ids) + params.max_tokens + 16
+            )
+        else:
+            raise ConfigError(f"--speculative {kind!r}: use none, prompt-lookup or draft")
+        start = time.perf_counter()
+        result = speculative_generate(self.model, ids, drafter, params, eos_token_ids=self._eos())
+        seconds = time.perf_counter() - start
+        return GenerationReport(
+            self.decode(result.token_ids),
+            result.token_ids,
+            result.finish_reason,
+            params.strategy,
+            len(ids),
+            seconds,
+            draft_tokens_accepted=result.draft_tokens_accepted,
+            draft_tokens_proposed=result.draft_tokens_proposed,
         )
 
     def stream(

@@ -20,6 +20,7 @@ BENCHMARKS = [
     "bench_ingest",
     "bench_search_latency",
     "bench_ingest_memory",
+    "engine_speculative",
     # Last: the slow one (a few minutes extractive, ~20 minutes generative on 2 cores busy
     # with other work; on quiet cores both modes together take ~3 minutes).
     "bench_answers",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 from hearth.errors import HearthError
+from hearth.index.store import STOPWORDS as ENGLISH_STOPWORDS
 from hearth.types import ChatModel, Filters, Message
 
 log = logging.getLogger(__name__)
@@ -39,23 +40,18 @@ class SessionStore(Protocol):
 
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_'\-\.]*[A-Za-z0-9]|[A-Za-z0-9]")
 
-# Function words, question words and verbs so generic they say nothing about a topic.
-STOPWORDS = frozenset(
+# English function words (shared with BM25) plus contractions, question words and verbs so
+# generic they say nothing about a topic.
+STOPWORDS = ENGLISH_STOPWORDS | frozenset(
     """
-    a about above after again against all also am an and any are aren't as at be because been
-    before being below between both but by can can't cannot could couldn't did didn't do does
-    doesn't doing don't down during each else ever every few for from further get gets getting
-    give go goes had hadn't has hasn't have haven't having he he'd he'll he's her here here's hers
-    herself him himself his how how's however i i'd i'll i'm i've if in into is isn't it it's its
-    itself just know let's like make makes may me might more most much must mustn't my myself need
-    needs no nor not now of off on once one ones only or other ought our ours ourselves out over
-    own please same say says shall shan't she she'd she'll she's should shouldn't show so some
-    such tell than that that's the their theirs them themselves then there there's these they
-    they'd they'll they're they've thing things this those though through to too under until up
-    upon us use used using very want wants was wasn't way we we'd we'll we're we've were weren't
-    what what's when when's where where's whether which while who who's whom whose why why's will
-    with won't would wouldn't yes yet you you'd you'll you're you've your yours yourself
-    yourselves explain describe mean means tell thanks thank ok okay well really actually
+    actually also aren't can't cannot couldn't describe didn't doesn't don't else ever
+    every explain get gets getting give go goes hadn't hasn't haven't he'd he'll he's
+    here's how's however i'd i'll i'm i've isn't it's know let's like make makes may
+    mean means might much must mustn't need needs ok okay one ones ought please really
+    say says shall shan't she'd she'll she's shouldn't show tell thank thanks that's
+    there's they'd they'll they're they've thing things though upon us use used using
+    want wants wasn't way we'd we'll we're we've well weren't what's when's where's
+    whether who's whose why's won't wouldn't yes yet you'd you'll you're you've
     """.split()
 )
 

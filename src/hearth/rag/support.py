@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hearth.index.store import STOPWORDS
 from hearth.rag.sentences import Span, is_heading, split_sentences
 from hearth.types import Embedder, ScoredChunk
 
@@ -22,16 +23,13 @@ NUMBER_PENALTY = 0.5  # taken off when a claim's numbers are absent from the evi
 WINDOW_COST = 0.03  # per extra sentence in a unit, so a single sentence wins a tie
 
 _WORD = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*")
-_STOPWORDS = frozenset(
-    """a about above after again against all also am an and any are as at be because been
-    before being below between both but by can cannot could did do does doing down during each
-    few for from further had has have having he her here hers herself him himself his how i if
-    in into is it its itself just let me more most my myself no nor not of off on once only or
-    other our ours ourselves out over own same she should so some such than that the their
-    theirs them themselves then there these they this those through to too under until up us
-    very was we were what when where which while who whom why will with would you your yours
-    yourself yourselves passage passages according document documents text answer question
-    yes use used using one two may might must shall""".split()
+# English function words (shared with BM25) plus words that say nothing about whether a
+# passage supports a claim. "now" stays a content word: "now costs 20 euros" is a claim.
+_STOPWORDS = (STOPWORDS - {"now"}) | frozenset(
+    """
+    according also answer cannot document documents let may might must one passage
+    passages question shall text two us use used using yes
+    """.split()
 )
 
 

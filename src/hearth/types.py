@@ -102,21 +102,38 @@ class ChatResult:
     usage: Usage = field(default_factory=Usage)
 
 
+@dataclass
+class StreamEnd:
+    """The last item of `ChatModel.stream_events`: why generation stopped and what it cost."""
+
+    finish_reason: str = "stop"  # "stop" | "length"
+    usage: Usage = field(default_factory=Usage)
+
+
 @runtime_checkable
 class ChatModel(Protocol):
     """What every LLM backend implements (local GGUF, OpenAI-compatible HTTP, Anthropic...).
 
     Capabilities are attributes so callers can check before they ask.
+    Common params: max_tokens, temperature, top_p, stop, seed; unknown ones are a TypeError.
     """
 
     name: str
     context_size: int  # tokens the model can attend to (prompt + completion)
     can_stream: bool
+    supports_tools: bool
+    supports_json_schema: bool
 
     def chat(self, messages: list[Message], **params: Any) -> ChatResult: ...
 
     def stream(self, messages: list[Message], **params: Any) -> Iterator[str]:
         """Yield text deltas as they are generated."""
+        ...
+
+    def stream_events(self, messages: list[Message], **params: Any) -> Iterator[str | StreamEnd]:
+        """Text deltas, then exactly one StreamEnd (finish reason and token usage).
+
+        Closing the iterator early stops generation (a client that went away)."""
         ...
 
     def count_tokens(self, messages: list[Message]) -> int:

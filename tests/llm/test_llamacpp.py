@@ -7,7 +7,7 @@ import pytest
 from hearth.errors import ContextWindowError
 from hearth.llm import smollm2_path
 from hearth.llm.llamacpp import LlamaCppModel
-from hearth.types import ChatModel, ChatResult, Message
+from hearth.types import ChatModel, ChatResult, Message, StreamEnd
 
 QUESTION = [
     Message("system", "You are a concise assistant."),
@@ -59,6 +59,25 @@ def test_stream_yields_the_same_text_as_chat_at_temperature_zero(chat_model):
     assert all(isinstance(d, str) for d in deltas)
     assert "".join(deltas) == full.text
     assert chat_model.last_finish_reason == full.finish_reason
+
+
+def test_stream_events_end_with_finish_reason_and_usage(chat_model):
+    full = chat_model.chat(QUESTION, max_tokens=16, temperature=0, seed=1)
+    events = list(chat_model.stream_events(QUESTION, max_tokens=16, temperature=0, seed=1))
+    *deltas, end = events
+    assert isinstance(end, StreamEnd)
+    assert all(isinstance(d, str) for d in deltas)
+    assert "".join(deltas) == full.text
+    assert end.finish_reason == full.finish_reason == "length"
+    assert end.usage.prompt_tokens == full.usage.prompt_tokens
+    assert end.usage.completion_tokens == full.usage.completion_tokens
+
+
+def test_closing_stream_events_early_frees_the_model_for_the_next_call(chat_model):
+    events = chat_model.stream_events(QUESTION, max_tokens=200, temperature=0)
+    assert isinstance(next(events), str)
+    events.close()  # a client that went away
+    assert chat_model.chat(QUESTION, max_tokens=3).usage.completion_tokens == 3
 
 
 def test_stop_string_ends_generation_before_it(chat_model):

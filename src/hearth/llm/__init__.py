@@ -73,3 +73,13 @@ def _load_local(target: str, context_size: int, **kw: Any) -> ChatModel:
 
 
 register("local", _load_local)
+
+
+def _load_engine(target: str, context_size: int, **kw: Any) -> ChatModel:
+    """engine:smollm2 | engine:/path/model.gguf | engine:/path/hf-folder (Hearth's own engine)."""
+    from hearth.engine.chat_model import EngineChatModel
+
+    return EngineChatModel.from_spec(target, context_size, **kw)
+
+
+register("engine", _load_engine)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hearth.errors import ContextWindowError, ModelNotFoundError
-from hearth.types import ChatResult, Message, Usage
+from hearth.types import ChatResult, Message, StreamEnd, Usage
 
 GGUF_MAGIC = b"GGUF"
 
@@ -57,6 +57,8 @@ class LlamaCppModel:
     """A ChatModel over one local .gguf file. Cheap to build; weights load on first use."""
 
     can_stream = True
+    supports_tools = False
+    supports_json_schema = False  # llama.cpp grammars are not wired in yet
 
     def __init__(
         self,
@@ -151,15 +153,39 @@ class LlamaCppModel:
         )
 
     def stream(self, messages: list[Message], **params: Any) -> Iterator[str]:
+        events = self.stream_events(messages, **params)
+        try:
+            for event in events:
+                if isinstance(event, str):
+                    yield event
+                else:
+                    self.last_finish_reason = event.finish_reason
+        finally:
+            events.close()
+
+    def stream_events(self, messages: list[Message], **params: Any) -> Iterator[str | StreamEnd]:
         gen = GenerationParams.from_kwargs(**params)  # validate before the first next()
+        return self._stream_events(messages, gen)
+
+    def _stream_events(self, messages: list[Message], gen: GenerationParams):
         with self._lock:
             self.last_finish_reason = None
-            for part in self._complete(messages, gen, True):
-                choice = part["choices"][0]
-                if choice.get("finish_reason"):
-                    self.last_finish_reason = choice["finish_reason"]
-                if choice["text"]:
-                    yield choice["text"]
+            prompt_tokens = self.count_tokens(messages)
+            finish, text = "stop", ""
+            parts = self._complete(messages, gen, True)
+            try:
+                for part in parts:
+                    choice = part["choices"][0]
+                    if choice.get("finish_reason"):
+                        finish = choice["finish_reason"]
+                    if choice["text"]:
+                        text += choice["text"]
+                        yield choice["text"]
+            finally:
+                parts.close()  # a consumer that stops early stops llama.cpp here
+            # Parts are not tokens (stop-string look-ahead merges them): count the text itself.
+            tokens = self._llama.tokenize(text.encode("utf-8"), add_bos=False) if text else []
+            yield StreamEnd(finish, Usage(prompt_tokens, len(tokens)))
 
     def _complete(self, messages: list[Message], gen: GenerationParams, stream: bool):
         """The one call into llama.cpp that chat() and stream() share."""

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install browser demo test lint bench clean
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "Python 3.11 is required (looked for '$(PY)'; set PY=...)"; exit 1; }
@@ -19,11 +19,17 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
+# The web UI tests drive Debian's chromium headless; install it when missing (needs root/apt).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing: sudo apt-get install chromium (web UI tests will skip)"; fi; }
+
 demo: install
 	HF_HUB_OFFLINE=1 $(BIN)/hearth --index .hearth-demo ingest docs/
 	HF_HUB_OFFLINE=1 $(BIN)/hearth --index .hearth-demo ask "How do I keep Hearth's index in another folder?"
 
-test: install
+test: install browser
 	$(BIN)/ruff check src tests benchmarks
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q
 

@@ -27,3 +27,33 @@ class ModelNotFoundError(HearthError):
 
 class ContextWindowError(HearthError):
     """A prompt does not fit the model's context window even after trimming."""
+
+
+class MissingKeyError(HearthError):
+    """A remote model needs an API key and the environment variable holding it is unset."""
+
+    def __init__(self, message: str, *, env_var: str) -> None:
+        super().__init__(message)
+        self.env_var = env_var
+
+
+class BackendError(HearthError):
+    """A remote LLM server failed: it refused the request, kept failing after the retries,
+    timed out or could not be reached. `status` is the HTTP status (None when no answer came
+    back) and `url` the address that was called."""
+
+    def __init__(self, message: str, *, status: int | None = None, url: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.url = url
+
+
+class RemoteModelNotFoundError(ModelNotFoundError, BackendError):
+    """A remote server answered that it does not serve the model asked for (HTTP 404)."""
+
+    def __init__(self, message: str, *, status: int | None = 404, url: str | None = None) -> None:
+        BackendError.__init__(self, message, status=status, url=url)
+
+
+class CapabilityError(HearthError):
+    """A model lacks what the caller needs (streaming, tools, JSON schema, a large context)."""

@@ -43,6 +43,9 @@ class OnnxEmbedder(BaseEmbedder):
     # would depend on its batch mates. Running each text alone keeps vectors reproducible,
     # needs no padding at all, and costs nothing measurable on chunk-sized texts.
     one_text_per_run = False
+    # ONNX Runtime's pool threads spin after each run, waiting for the next: good for ingest's
+    # back-to-back runs, bad for a server whose other threads need those cores between requests.
+    allow_spinning = True
 
     def __init__(
         self,
@@ -84,6 +87,8 @@ class OnnxEmbedder(BaseEmbedder):
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        if not self.allow_spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._session: Any = ort.InferenceSession(
             str(self.onnx_path), options, providers=["CPUExecutionProvider"]

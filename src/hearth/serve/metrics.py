@@ -1,0 +1,140 @@
+"""Prometheus metrics for one app (prometheus_client, a registry per app so tests and several
+apps in one process never share counters): requests, latencies, tokens, queue and load.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+UNTRACKED = ("/metrics", "/health")  # scrapes and probes do not count as load
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class Metrics:
+    """The counters, histograms and gauges the server exports at /metrics."""
+
+    def __init__(self, queue_depth: Callable[[], int], generations: Callable[[], int]) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "hearth_requests", "HTTP requests by route and status", ["route", "status"], registry=r
+        )
+        self.duration = Histogram(
+            "hearth_request_duration_seconds",
+            "Time from request to the last byte of the response, by route",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "hearth_time_to_first_token_seconds",
+            "Time from request to the first generated text (queueing included), by model",
+            ["model"],
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "hearth_tokens_generated",
+            "Completion tokens generated, by model",
+            ["model"],
+            registry=r,
+        )
+        self.prompt_tokens = Counter(
+            "hearth_prompt_tokens", "Prompt tokens processed, by model", ["model"], registry=r
+        )
+        self.cancelled = Counter(
+            "hearth_generations_cancelled",
+            "Generations stopped early because the client went away",
+            ["model"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "hearth_requests_in_flight",
+            "HTTP requests being handled (not /metrics, /health)",
+            registry=r,
+        )
+        depth = Gauge("hearth_queue_depth", "Requests waiting for a generation slot", registry=r)
+        depth.set_function(queue_depth)
+        running = Gauge("hearth_generations_running", "Generations holding a slot", registry=r)
+        running.set_function(generations)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def record_generation(self, model: str, prompt_tokens: int, completion_tokens: int) -> None:
+        self.prompt_tokens.labels(model).inc(prompt_tokens)
+        self.tokens.labels(model).inc(completion_tokens)
+
+
+class MetricsMiddleware:
+    """Counts every HTTP request by route template and status, and times it to the last byte."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, routes: Callable[[], list[Any]]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.routes = routes  # the app's routes, read late (they are added after middleware)
+        self._routes: list[Any] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        started = time.perf_counter()
+        tracked = scope["path"] not in UNTRACKED
+        if tracked:
+            self.metrics.in_flight.inc()
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            if tracked:
+                self.metrics.in_flight.dec()
+            route = self.route_label(scope)
+            self.metrics.duration.labels(route).observe(time.perf_counter() - started)
+            self.metrics.requests.labels(route, str(status)).inc()
+
+    def route_label(self, scope: Scope) -> str:
+        """The route's path template ("/v1/documents/{doc_id}"), so labels stay few."""
+        route = scope.get("route")
+        if route is None:  # refused before routing (401, 429, 413): match it ourselves
+            partial = None
+            for candidate in self._flat_routes():
+                match, _ = candidate.matches(scope)
+                if match is Match.FULL:
+                    route = candidate
+                    break
+                if match is Match.PARTIAL and partial is None:
+                    partial = candidate  # right path, other method
+            route = route or partial
+        return getattr(route, "path", None) or "unmatched"
+
+    def _flat_routes(self) -> list[Any]:
+        if self._routes is None:
+            self._routes = list(_flatten(self.routes()))
+        return self._routes
+
+
+def _flatten(routes: list[Any]):
+    """Routes of included routers too (FastAPI wraps them; the wrapper has no path)."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _flatten(inner.routes)
+        else:
+            yield route

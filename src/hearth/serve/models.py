@@ -1,0 +1,94 @@
+"""The models a server answers for: chat models by spec, `hearth-rag`, and the index's embedder.
+
+Chat models are built at startup with `hearth.llm.load` (cheap: a bad spec fails before the
+server listens) and load their weights on first use or in the background warm-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Literal
+
+from hearth import llm
+from hearth.serve.config import RAG_MODEL_ID
+from hearth.types import ChatModel
+
+log = logging.getLogger("hearth.serve")
+
+Kind = Literal["chat", "rag", "embedding"]
+
+
+class ServedModels:
+    """Model id -> what serves it. Ids are the specs as given ("local:smollm2"), `hearth-rag`
+    (answers from the index with the default chat model) and the embedder's name."""
+
+    def __init__(self, chat_specs: list[str], embedder: Any, context_size: int = 2048) -> None:
+        specs = list(dict.fromkeys(s.strip() for s in chat_specs if s.strip()))
+        if not specs:
+            raise ValueError("a server needs at least one chat model spec")
+        self.default_chat = specs[0]
+        self._chat: dict[str, ChatModel] = {
+            spec: llm.load(spec, context_size=context_size) for spec in specs
+        }
+        self._embedder = embedder  # cheap until warm_up(): name and dim only
+        if hasattr(embedder, "allow_spinning"):
+            embedder.allow_spinning = False  # keep the cores for the event loop between requests
+        self.embedder_id: str = embedder.name
+        self.embedder_dim: int = embedder.dim
+        self._embedder_ready = False
+        self._embedder_lock = threading.Lock()
+        self.created = int(time.time())
+        self._kinds: dict[str, Kind] = {spec: "chat" for spec in specs}
+        self._kinds[RAG_MODEL_ID] = "rag"
+        self._kinds[self.embedder_id] = "embedding"
+        self.ready = threading.Event()
+
+    def ids(self) -> list[str]:
+        return list(self._kinds)
+
+    def cards(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": model_id,
+                "object": "model",
+                "created": self.created,
+                "owned_by": "hearth",
+                "kind": kind,
+            }
+            for model_id, kind in self._kinds.items()
+        ]
+
+    def kind(self, model_id: str) -> Kind | None:
+        return self._kinds.get(model_id)
+
+    def chat(self, model_id: str) -> ChatModel:
+        """The ChatModel behind a chat id, or the default one for `hearth-rag`."""
+        if model_id == RAG_MODEL_ID:
+            return self._chat[self.default_chat]
+        return self._chat[model_id]
+
+    def embedder(self) -> Any:
+        """The embedder, loaded once (first callers wait for the load instead of racing it)."""
+        if not self._embedder_ready:
+            with self._embedder_lock:
+                if not self._embedder_ready:
+                    self._embedder.warm_up()
+                    self._embedder_ready = True
+        return self._embedder
+
+    def warm_up(self) -> None:
+        """Load the embedder and the default chat model (run in a background thread)."""
+        started = time.perf_counter()
+        try:
+            self.embedder()
+            model = self._chat[self.default_chat]
+            warm = getattr(model, "warm_up", None)
+            if warm is not None:
+                warm()
+            log.info("models ready in %.1f s", time.perf_counter() - started)
+        except Exception:
+            log.exception("warm-up failed; the first request will try to load the models again")
+        finally:
+            self.ready.set()

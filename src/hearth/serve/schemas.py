@@ -1,0 +1,368 @@
+"""Request and response bodies of the HTTP API as pydantic models (they are the OpenAPI schema).
+
+Requests are validated here (ranges, lengths, types), so routes see only values the backends
+accept. Responses are built as plain dicts for speed; these models document them and the tests
+check real responses against them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_N = 8  # choices per request: each one is a full generation on a CPU
+MAX_TOKENS_LIMIT = 1_000_000  # the model's context is the real bound
+MAX_INPUTS = 2048  # embedding inputs per request (OpenAI's limit)
+MAX_PROMPTS = 16
+SEED_RANGE = dict(ge=-(2**63), le=2**63 - 1)
+
+# pydantic already refuses lone surrogates ("\\ud800" in JSON), which no tokenizer takes.
+Text = Annotated[str, Field(max_length=1_000_000)]
+Short = Annotated[str, Field(max_length=1000)]
+
+
+class _Open(BaseModel):
+    """OpenAI clients send fields this server does not use (user, metadata...): ignore them."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+# --------------------------------------------------------------------------- requests
+
+
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: Text
+
+
+class ChatMessage(_Open):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: Text | list[TextPart] | None = None
+    name: str | None = Field(None, max_length=256)
+
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class StreamOptions(_Open):
+    include_usage: bool = False
+
+
+class SearchFilters(BaseModel):
+    """Only passages from sources matching `source_glob` and of these `file_types` (md, pdf...)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source_glob: Short | None = None
+    file_types: list[Annotated[str, Field(min_length=1, max_length=32)]] | None = Field(
+        None, max_length=32
+    )
+
+    @field_validator("source_glob")
+    @classmethod
+    def _glob_compiles(cls, pattern: str | None) -> str | None:
+        from hearth.index.store import source_matches
+
+        if pattern:
+            try:
+                source_matches(pattern, "/")
+            except re.error as exc:
+                raise ValueError(f"not a valid glob pattern ({exc})") from None
+        return pattern
+
+
+Retriever = Literal["hybrid", "bm25", "dense"]
+
+
+class RagOptions(BaseModel):
+    """Extra body field `hearth` for model `hearth-rag`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    k: int | None = Field(None, ge=1, le=50, description="passages to retrieve")
+    extractive: bool = Field(False, description="quote the best supporting span, no paraphrase")
+    retriever: Retriever | None = None
+    filters: SearchFilters | None = None
+
+
+class SamplingFields(_Open):
+    """What chat and text completions share."""
+
+    model: str = Field(min_length=1, max_length=1000)
+    max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, ge=0.0, le=1.0)
+    stop: Short | Annotated[list[Short], Field(max_length=4)] | None = None
+    seed: int | None = Field(None, **SEED_RANGE)
+    n: int = Field(1, ge=1, le=MAX_N)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    logit_bias: dict[str, float] | None = None
+    user: str | None = Field(None, max_length=1000)
+    hearth: RagOptions | None = None
+
+
+class ChatCompletionRequest(SamplingFields):
+    messages: list[ChatMessage] = Field(min_length=1, max_length=1000)
+    max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+
+
+class CompletionRequest(SamplingFields):
+    prompt: Text | Annotated[list[Text], Field(min_length=1, max_length=MAX_PROMPTS)]
+    echo: bool | None = None
+    suffix: str | None = Field(None, max_length=1000)
+    best_of: int | None = Field(None, ge=1, le=MAX_N)
+    logprobs: int | None = Field(None, ge=0, le=5)
+
+
+class EmbeddingRequest(_Open):
+    model: str = Field(min_length=1, max_length=1000)
+    input: Text | Annotated[list[Text], Field(min_length=1, max_length=MAX_INPUTS)]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1, le=65536)
+    user: str | None = Field(None, max_length=1000)
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, max_length=10_000)
+    k: int | None = Field(None, ge=1, le=100)
+    retriever: Retriever | None = None
+    filters: SearchFilters | None = None
+
+
+# --------------------------------------------------------------------------- responses
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    code: str | None = None
+    param: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+    kind: Literal["chat", "rag", "embedding"] = Field(
+        description="chat: a generation model; rag: answers from the index; embedding: vectors"
+    )
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class UsageInfo(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class CitationOut(BaseModel):
+    """A verified source: `text` == the document's text[start:end]."""
+
+    n: int
+    source: str
+    document_id: int | None
+    chunk_id: int | None
+    start: int
+    end: int
+    text: str
+    page: int | None
+    headings: list[str]
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+    citations: list[CitationOut] | None = Field(
+        None, description="hearth-rag only: the sources the answer's [n] markers name"
+    )
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: AssistantMessage
+    finish_reason: str
+    logprobs: None = None
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: UsageInfo
+
+
+class ChunkDelta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+    citations: list[CitationOut] | None = Field(
+        None, description="hearth-rag, final chunk of each choice: the verified sources"
+    )
+    answer: str | None = Field(
+        None, description="hearth-rag, final chunk of each choice: the verified answer text"
+    )
+
+
+class ChunkChoice(BaseModel):
+    index: int
+    delta: ChunkDelta
+    finish_reason: str | None = None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One `data:` line of a streamed chat completion (the stream ends with `data: [DONE]`)."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: UsageInfo | None = None
+
+
+class CompletionChoice(BaseModel):
+    index: int
+    text: str
+    finish_reason: str | None
+    logprobs: None = None
+    citations: list[CitationOut] | None = None
+
+
+class Completion(BaseModel):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: UsageInfo | None = None
+
+
+class EmbeddingItem(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str = Field(description="floats, or base64 of little-endian float32")
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[EmbeddingItem]
+    model: str
+    usage: EmbeddingUsage
+
+
+class SkippedFile(BaseModel):
+    path: str
+    reason: str
+
+
+class IngestReport(BaseModel):
+    added: int
+    updated: int
+    unchanged: int
+    removed: int
+    skipped: list[SkippedFile]
+    documents: int = Field(description="documents in the index afterwards")
+    chunks: int = Field(description="chunks in the index afterwards")
+
+
+class DocumentInfo(BaseModel):
+    id: int
+    source: str
+    media_type: str
+    file_type: str
+    chunks: int
+    bytes: int
+    ingested_at: float
+    content_hash: str
+
+
+class DocumentList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[DocumentInfo]
+
+
+class DocumentDetail(BaseModel):
+    id: int
+    source: str
+    media_type: str
+    file_type: str
+    content_hash: str
+    text: str
+    metadata: dict[str, Any]
+
+
+class Deleted(BaseModel):
+    id: int
+    deleted: bool
+
+
+class SearchHit(BaseModel):
+    source: str
+    document_id: int | None
+    chunk_id: int | None
+    score: float
+    start: int
+    end: int
+    text: str
+    page: int | None
+    headings: list[str]
+
+
+class SearchResult(BaseModel):
+    hits: list[SearchHit]
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    ready: bool = Field(description="models warmed up (requests before that wait for loading)")
+    models: list[str]
+    queue_depth: int
+    generations_running: int
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for the error statuses a route may answer with."""
+    described = {
+        400: "Malformed JSON or an unsupported parameter",
+        401: "Missing or invalid API key",
+        403: "No API keys configured and the client is not on this machine",
+        404: "Unknown model, document or route",
+        413: "Request body over the server's --max-upload-mb",
+        422: "The body does not match the schema",
+        429: "Over the per-key rate limit (see Retry-After)",
+        500: "Internal error (details in the server log)",
+        503: "Overloaded: the generation queue is full (see Retry-After)",
+    }
+    return {s: {"model": ErrorResponse, "description": described[s]} for s in statuses}

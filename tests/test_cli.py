@@ -239,3 +239,21 @@ def test_chat_session_persists_and_resumes(corpus: Path, index: Path):
     # the follow-up was rewritten with the earlier topic, and found the handbook
     assert "coffee" in second.stdout.lower()
     assert "handbook.md" in second.stdout
+
+
+def test_text_with_brackets_prints_as_written_and_a_bad_glob_is_one_line(tmp_path: Path):
+    docs = tmp_path / "code"
+    docs.mkdir()
+    (docs / "typing.md").write_text(
+        "# Typing\n\nAnnotate a list of numbers as list[int] and a mapping as dict[str, int].\n"
+    )
+    index = tmp_path / "idx"
+    assert run_hearth("ingest", str(docs), index=index, cwd=tmp_path).returncode == 0
+    out = run_hearth("search", "annotate list of numbers", "-k", "1", index=index, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    flat = " ".join(out.stdout.split())  # rich wraps lines at the terminal width
+    assert "list[int]" in flat and "dict[str, int]" in flat  # not eaten as markup
+    bad = run_hearth("search", "x", "--source", "a[b-a]c", index=index, cwd=tmp_path)
+    assert bad.returncode == 1
+    assert "invalid glob pattern 'a[b-a]c'" in bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -404,3 +404,11 @@ def test_bm25_skips_terms_in_most_chunks_without_changing_the_ranking(store, emb
     top10 = store.search_bm25("hearth volcano", 10)
     assert len(top10) == 10 and [h.chunk.id for h in top10][:3] == reference(3)
     assert len(store.search_bm25("hearth", 20)) == 12  # only common words: still answered
+
+
+def test_an_unreadable_glob_is_a_clear_error_not_a_traceback():
+    from hearth.index.store import source_matches
+    from hearth.ingest.globs import GlobError
+
+    with pytest.raises(GlobError, match=r"invalid glob pattern 'a\[b-a\]c'"):
+        source_matches("a[b-a]c", "/docs/abc.md")

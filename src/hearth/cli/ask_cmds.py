@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from hearth.cli.index_cmds import make_filters, print_json
 
@@ -28,6 +29,12 @@ def _answerer(app, model: str | None, max_tokens: int | None, temperature: float
     )
 
 
+MODEL_HELP = (
+    "local:smollm2, a PATH.gguf, engine:smollm2, ollama:NAME, openai:NAME, anthropic:NAME, "
+    "openai:NAME@URL ... (docs/models.md)."
+)
+
+
 def print_answer_tail(answer, streamed_text: str | None) -> None:
     """After the answer text: what citation checking changed, trimming notes, the sources."""
     if answer.fallback:
@@ -35,10 +42,10 @@ def print_answer_tail(answer, streamed_text: str | None) -> None:
             "\n[yellow]The model's answer is not supported by the passages; "
             "the best supporting passage instead:[/]"
         )
-        console.print(answer.text)
+        console.print(answer.text, markup=False, highlight=False)
     elif streamed_text is not None and answer.found and streamed_text.strip() != answer.text:
         console.print("\n[bold]Answer with checked citations:[/]")
-        console.print(answer.text)
+        console.print(answer.text, markup=False, highlight=False)
     if answer.dropped_passages:
         console.print(
             f"[yellow]note:[/] {answer.dropped_passages} lowest-ranked passage(s) were left out "
@@ -54,9 +61,11 @@ def print_answer_tail(answer, streamed_text: str | None) -> None:
         if c.headings:
             where.append(" > ".join(c.headings))
         loc = f" ({'; '.join(where)})" if where else ""
-        console.print(f"[bold cyan][{c.n}][/] {c.source}{loc} [dim]chars {c.start}-{c.end}[/]")
+        console.print(
+            f"[bold cyan]\\[{c.n}][/] {escape(c.source + loc)} [dim]chars {c.start}-{c.end}[/]"
+        )
         quoted = " ".join(c.text.split())
-        console.print(f'    [italic]"{quoted}"[/]')
+        console.print(f'    [italic]"{escape(quoted)}"[/]')
 
 
 def show_answer(events: Iterator[Any], *, stream: bool = True):
@@ -68,7 +77,7 @@ def show_answer(events: Iterator[Any], *, stream: bool = True):
     """
     if not stream:
         answer = next(e for e in events if not isinstance(e, str))
-        console.print(answer.text)
+        console.print(answer.text, markup=False, highlight=False)
         print_answer_tail(answer, None)
         return answer
     if console.is_terminal:
@@ -113,7 +122,7 @@ def ask(
     extractive: bool = typer.Option(
         False, "--extractive", help="Answer with the best supporting span, no paraphrase."
     ),
-    model: str | None = typer.Option(None, "--model", help="local:smollm2 or a PATH.gguf."),
+    model: str | None = typer.Option(None, "--model", help=MODEL_HELP),
     retriever: str | None = typer.Option(None, "--retriever", help="hybrid, bm25 or dense."),
     source: str | None = typer.Option(None, "--source", help="Only sources matching this glob."),
     types: list[str] | None = typer.Option(None, "--type", help="Only these file types."),
@@ -141,7 +150,7 @@ def chat(
     session: str = typer.Option("default", "--session", help="Conversation to start or resume."),
     k: int = typer.Option(None, "-k", "--top-k", min=1, max=50),
     extractive: bool = typer.Option(False, "--extractive"),
-    model: str | None = typer.Option(None, "--model", help="local:smollm2 or a PATH.gguf."),
+    model: str | None = typer.Option(None, "--model", help=MODEL_HELP),
 ) -> None:
     """Talk with your documents; follow-ups are rewritten into standalone queries."""
     from hearth.rag.chat import ChatSession
@@ -179,7 +188,7 @@ def chat(
         sys.stdout.write("hearth> ")
         show_answer(answers())
         if turn is not None and turn.condensed.query != line:
-            console.print(f"[dim](searched for: {turn.condensed.query})[/]")
+            console.print(f"[dim](searched for: {escape(turn.condensed.query)})[/]")
 
 
 def register(app: typer.Typer) -> None:

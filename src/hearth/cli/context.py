@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from hearth.config import Settings, load_settings
 from hearth.errors import HearthError
@@ -79,5 +80,5 @@ def run_guarded(app: typer.Typer) -> None:
     try:
         app()
     except HearthError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(1)

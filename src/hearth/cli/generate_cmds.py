@@ -69,6 +69,9 @@ def generate(
         help="Draft .gguf sharing the tokenizer (default: the first "
         "quarter of the target's layers).",
     ),
+    precision: str = typer.Option(
+        "fp32", "--precision", help="fp32, bf16 or int8 (weight-only) weights; see docs/engine.md."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Generate text with Hearth's own engine (KV-cached), any decoding strategy."""
@@ -83,6 +86,8 @@ def generate(
         raise HearthError(f"--draft-model {draft_model}: no such file or folder")
     if model is not None and not model.exists():
         raise HearthError(f"--model {model}: no such file or folder (give a local .gguf)")
+    if precision not in ("fp32", "bf16", "int8"):
+        raise HearthError(f"--precision {precision!r}: use fp32, bf16 or int8")
 
     from hearth.engine.generator import Generator
     from hearth.engine.sampling import SamplingParams
@@ -104,7 +109,7 @@ def generate(
         )
     except ValueError as exc:
         raise HearthError(str(exc)) from None
-    generator = Generator(model).warm_up()
+    generator = Generator(model, precision=precision).warm_up()
 
     if as_json or strategy == "beam" or speculative != "none":
         report = generator.run(

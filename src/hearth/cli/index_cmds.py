@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hearth.errors import HearthError
@@ -90,7 +91,10 @@ def ingest(
     )
     shown = 20
     for item in report.skipped[:shown]:
-        console.print(f"  [yellow]skipped[/] {item['path']}: {item['reason']}", highlight=False)
+        console.print(
+            f"  [yellow]skipped[/] {escape(item['path'])}: {escape(item['reason'])}",
+            highlight=False,
+        )
     if len(report.skipped) > shown:
         console.print(f"  ... and {len(report.skipped) - shown} more (see --json for all)")
 
@@ -164,10 +168,10 @@ def search(
         c = hit.chunk
         where = _where(c)
         console.print(
-            f"[bold cyan]{rank}.[/] {c.source}{where}  [dim]score {hit.score:.4f}[/]",
+            f"[bold cyan]{rank}.[/] {escape(c.source + where)}  [dim]score {hit.score:.4f}[/]",
             highlight=False,
         )
-        console.print("   " + c.text.replace("\n", " ")[:300], highlight=False)
+        console.print("   " + escape(c.text.replace("\n", " ")[:300]), highlight=False)
 
 
 def _where(chunk) -> str:

@@ -10,6 +10,12 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
+from hearth.errors import HearthError
+
+
+class GlobError(HearthError, ValueError):
+    """A glob pattern that cannot be read (e.g. a reversed range like `[z-a]`)."""
+
 
 @lru_cache(maxsize=256)
 def glob_regex(pattern: str) -> re.Pattern[str]:
@@ -39,4 +45,7 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
         else:
             out.append(re.escape(pattern[i]))
             i += 1
-    return re.compile("".join(out))
+    try:
+        return re.compile("".join(out))
+    except re.error as exc:
+        raise GlobError(f"invalid glob pattern {pattern!r}: {exc.msg}") from None

@@ -80,13 +80,21 @@ class UsageRecorder:
 
     def stream(self, messages: list[Message], **params: Any) -> Iterator[str]:
         events = self.inner.stream_events(messages, **params)
+        ended, deltas = False, 0
         try:
             for event in events:
                 if isinstance(event, StreamEnd):
+                    ended = True
                     self.usage.prompt_tokens += event.usage.prompt_tokens
                     self.usage.completion_tokens += event.usage.completion_tokens
                     self.last_finish_reason = event.finish_reason
                 else:
+                    deltas += 1
                     yield event
         finally:
             events.close()
+            if not ended:
+                # The caller stopped early (the Answerer cuts a looping model), so no StreamEnd
+                # came: count the prompt, and the deltas received (one token each, or close).
+                self.usage.prompt_tokens += self.inner.count_tokens(messages)
+                self.usage.completion_tokens += deltas

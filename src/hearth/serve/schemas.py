@@ -7,7 +7,6 @@ check real responses against them.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -68,12 +67,13 @@ class SearchFilters(BaseModel):
     @classmethod
     def _glob_compiles(cls, pattern: str | None) -> str | None:
         from hearth.index.store import source_matches
+        from hearth.ingest.globs import GlobError
 
         if pattern:
             try:
                 source_matches(pattern, "/")
-            except re.error as exc:
-                raise ValueError(f"not a valid glob pattern ({exc})") from None
+            except GlobError as exc:
+                raise ValueError(str(exc)) from None
         return pattern
 
 

@@ -31,8 +31,17 @@ class Settings(BaseSettings):
     embedder: str = Field("all-MiniLM-L6-v2", description="embedding model name")
     embed_backend: Literal["auto", "torch", "onnx", "onnx-int8"] = "auto"
     embed_batch_size: int = Field(64, ge=1, le=4096)
-    model: str = Field("local:smollm2", description="chat model: local:smollm2 or a .gguf path")
-    context_size: int = Field(2048, ge=256, description="tokens of context for the chat model")
+    model: str = Field(
+        "local:smollm2",
+        description="chat model: local:smollm2, a .gguf path, ollama:NAME, openai:NAME, ... "
+        "(docs/models.md)",
+    )
+    context_size: int | None = Field(
+        None,
+        ge=256,
+        description="tokens of context for the chat model (unset: 2048 for local models, the "
+        "preset's window for remote ones)",
+    )
     max_tokens: int = Field(256, ge=1, description="most tokens an answer may have")
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     chunk_tokens: int = Field(200, ge=16, le=512, description="chunk budget in embedder tokens")

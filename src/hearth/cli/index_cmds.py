@@ -174,6 +174,15 @@ def search(
         console.print("   " + escape(c.text.replace("\n", " ")[:300]), highlight=False)
 
 
+def _effective_context(spec: str) -> int | None:
+    from hearth import llm
+
+    try:
+        return llm.load(spec).context_size  # cheap: no weights, no network
+    except HearthError:
+        return None
+
+
 def _where(chunk) -> str:
     parts = []
     if chunk.page:
@@ -214,6 +223,8 @@ def status(
     app = _ctx(ctx)
     s = app.settings()
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in s.model_dump().items()}
+    if config["context_size"] is None:  # show what the model will really get
+        config["context_size"] = _effective_context(s.model)
     stats: dict[str, Any] = {}
     if s.db_path.exists():
         stats = app.store().stats()

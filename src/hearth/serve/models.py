@@ -24,7 +24,9 @@ class ServedModels:
     """Model id -> what serves it. Ids are the specs as given ("local:smollm2"), `hearth-rag`
     (answers from the index with the default chat model) and the embedder's name."""
 
-    def __init__(self, chat_specs: list[str], embedder: Any, context_size: int = 2048) -> None:
+    def __init__(
+        self, chat_specs: list[str], embedder: Any, context_size: int | None = None
+    ) -> None:
         specs = list(dict.fromkeys(s.strip() for s in chat_specs if s.strip()))
         if not specs:
             raise ValueError("a server needs at least one chat model spec")

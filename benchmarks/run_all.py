@@ -21,6 +21,15 @@ BENCHMARKS = [
     "bench_search_latency",
     "bench_ingest_memory",
     "engine_speculative",
+    # Single-stream decode: ours fp32/bf16/int8 vs transformers and llama.cpp (~3 minutes).
+    "engine_decode",
+    # SDPA vs plain-math attention at 512/2k/4k context: time and peak memory (~5 minutes).
+    "engine_attention",
+    # Batched decode at 1/4/16 sequences vs single-stream, prefix-cache TTFT (~3 minutes).
+    "engine_batching",
+    "serve_embeddings_overhead",
+    # Hearth's server vs llama-cpp-python's at 1/4/16 streaming clients (~5-10 minutes).
+    "serve_load",
     # Last: the slow one (a few minutes extractive, ~20 minutes generative on 2 cores busy
     # with other work; on quiet cores both modes together take ~3 minutes).
     "bench_answers",

@@ -139,6 +139,7 @@ class Generator:
     """Text in, text out through our engine. Cheap to create; `warm_up()` loads the weights.
 
     `use_cache=False` runs the uncached baseline (every step re-reads the whole sequence).
+    `precision` "bf16" or "int8" quantizes the loaded fp32 weights (hearth.engine.quant).
     """
 
     def __init__(
@@ -147,9 +148,15 @@ class Generator:
         *,
         dtype: str = "float32",
         use_cache: bool = True,
+        precision: str = "fp32",
     ) -> None:
         if dtype not in ("float32", "bfloat16", "float16"):
             raise ConfigError(f"dtype {dtype!r}: use float32, bfloat16 or float16")
+        if precision not in ("fp32", "bf16", "int8"):
+            raise ConfigError(f"precision {precision!r}: use fp32, bf16 or int8")
+        if precision != "fp32" and dtype != "float32":
+            raise ConfigError("precision bf16/int8 quantizes fp32 weights: leave dtype float32")
+        self.precision = precision
         self.model_path = Path(model_path) if model_path is not None else None
         self.dtype = dtype
         self.use_cache = use_cache
@@ -170,6 +177,10 @@ class Generator:
             raise ConfigError(f"model file {path} not found: give a local .gguf file or folder")
         torch.set_grad_enabled(False)
         self.model = LlamaModel.from_pretrained(path, dtype=getattr(torch, self.dtype))
+        if self.precision != "fp32":
+            from hearth.engine.quant import quantize
+
+            quantize(self.model, self.precision)
         self.tokenizer = load_tokenizer(path)
         return self
 
@@ -269,6 +280,10 @@ class Generator:
 
             dtype = getattr(torch, self.dtype)
             draft = LlamaModel.from_pretrained(Path(draft_model), dtype=dtype)
+            if self.precision != "fp32":
+                from hearth.engine.quant import quantize
+
+                quantize(draft, self.precision)
             drafter = ModelDrafter(draft, max_len=len(ids) + params.max_tokens + 16)
         elif kind == "draft":
             layers = max(1, self.model.config.n_layers // 4)

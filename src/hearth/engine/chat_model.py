@@ -1,0 +1,335 @@
+"""EngineChatModel: the ChatModel protocol over Hearth's own batching engine (`engine:` specs),
+so concurrent callers — the server runs each request in a thread — share batched forwards.
+
+One background thread owns the LLMEngine and runs steps while requests exist; callers talk to
+it through queues. Text deltas, stop strings and the finish reason come from
+hearth.engine.decoding's release loop, the same one the single-sequence Generator uses.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hearth.errors import ConfigError, ContextWindowError, HearthError, ModelNotFoundError
+from hearth.types import ChatResult, Message, StreamEnd, Usage
+
+if TYPE_CHECKING:
+    from hearth.engine.llm_engine import LLMEngine, StepOutput
+    from hearth.engine.model import LlamaModel
+    from hearth.engine.sampling import SamplingParams
+    from hearth.engine.tokenizer import Tokenizer
+
+PRECISIONS = ("fp32", "bf16", "int8")
+SMOLLM2_ALIASES = ("smollm2", "smollm2-135m", "smollm2-135m-instruct", "default")
+_FINISH = {"eos": "stop", "stop": "stop", "length": "length"}
+
+
+@dataclass(frozen=True)
+class ChatParams:
+    """The protocol's generation parameters, checked; unknown names are a TypeError."""
+
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 0.95
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be an integer >= 1, got {self.max_tokens!r}")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise ValueError(f"temperature must be within 0..2, got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be within (0, 1], got {self.top_p}")
+
+    @classmethod
+    def from_kwargs(cls, **params: Any) -> ChatParams:
+        unknown = set(params) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise TypeError(
+                f"unknown generation parameter(s) {sorted(unknown)}; "
+                f"accepted: {sorted(cls.__dataclass_fields__)}"
+            )
+        stop = params.pop("stop", None)
+        stop = (stop,) if isinstance(stop, str) else tuple(stop or ())
+        return cls(stop=stop, **{k: v for k, v in params.items() if v is not None})
+
+    def sampling(self, max_tokens: int) -> SamplingParams:
+        from hearth.engine.sampling import SamplingParams
+
+        return SamplingParams(
+            strategy="sample",  # temperature 0 is greedy
+            temperature=self.temperature,
+            top_p=self.top_p,
+            max_tokens=max_tokens,
+            stop=self.stop,
+            seed=self.seed,
+        )
+
+
+class _Failed:
+    """Sent to a waiting request when the engine loop raised."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class _Closed(Exception):
+    """Ends the engine thread."""
+
+
+class EngineChatModel:
+    """A ChatModel on our PyTorch engine. Cheap to build; weights load on first use.
+
+    `precision` "bf16" or "int8" quantizes the weights (hearth.engine.quant): on CPUs with
+    AVX512-BF16, bf16 batches decode much faster than fp32 (benchmarks/engine_batching.py).
+    Engine sizes (`block_size`, `kv_cache_mb`, `max_num_seqs`, ...) are EngineConfig fields;
+    the KV pool always holds at least one full context.
+    """
+
+    can_stream = True
+    supports_tools = False
+    supports_json_schema = False
+
+    def __init__(
+        self,
+        path: str | Path,
+        context_size: int = 2048,
+        *,
+        name: str | None = None,
+        precision: str = "fp32",
+        model: LlamaModel | None = None,
+        tokenizer: Tokenizer | None = None,
+        **engine_config: Any,
+    ) -> None:
+        self.path = Path(path).expanduser()
+        if model is None and not self.path.exists():
+            raise ModelNotFoundError(
+                f"model not found: {self.path}. Pass an existing .gguf file or safetensors "
+                "folder (e.g. --model engine:/path/to/model.gguf) or use engine:smollm2."
+            )
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+        from hearth.engine.llm_engine import EngineConfig
+
+        EngineConfig(**engine_config)  # a bad size fails here, not on the first request
+        self.name = name or f"engine:{self.path.name}"
+        self.context_size = context_size
+        self.precision = precision
+        self._engine_config = engine_config
+        self._model, self._tokenizer = model, tokenizer
+        self._engine: LLMEngine | None = None
+        self._load_lock = threading.Lock()
+        self._tok_lock = threading.Lock()  # HF fast tokenizers are not safe to share
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._outboxes: dict[int, queue.SimpleQueue] = {}
+        self._ids = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_spec(cls, target: str, context_size: int = 2048, **kw: Any) -> EngineChatModel:
+        """`smollm2` (the embedded GGUF), a .gguf path, or a safetensors folder."""
+        if target.lower() in SMOLLM2_ALIASES:
+            from hearth.llm import smollm2_path
+
+            return cls(smollm2_path(), context_size, name="engine:smollm2", **kw)
+        path = Path(target).expanduser().resolve()
+        return cls(path, context_size, name=f"engine:{path.name}", **kw)
+
+    # -- loading -------------------------------------------------------------------------------
+
+    def warm_up(self) -> EngineChatModel:
+        """Load the weights and start the engine thread now (otherwise the first call does)."""
+        self._load()
+        return self
+
+    @property
+    def engine(self) -> LLMEngine:
+        return self._load()
+
+    def _load(self) -> LLMEngine:
+        if self._engine is not None:
+            self._start_thread()
+            return self._engine
+        with self._load_lock:
+            if self._engine is None:
+                from hearth.engine.llm_engine import EngineConfig, LLMEngine, load_model
+                from hearth.engine.paged_cache import PagedKVPool
+                from hearth.engine.tokenizer import load_tokenizer
+
+                model = self._model or load_model(self.path, self.precision)
+                tokenizer = self._tokenizer or load_tokenizer(self.path)
+                cfg = dict(self._engine_config)
+                cfg.setdefault("max_model_len", self.context_size)
+                bs = cfg.get("block_size", 16)
+                w = model.embed_tokens.weight
+                need_mb = (
+                    -(-self.context_size // bs)
+                    * PagedKVPool.bytes_per_block(model.config, bs, w.dtype)
+                    / 2**20
+                )
+                cfg["kv_cache_mb"] = max(cfg.get("kv_cache_mb", 256.0), need_mb)
+                engine = LLMEngine(model, tokenizer, EngineConfig(**cfg))
+                self._model, self._tokenizer = model, tokenizer
+                self._engine = engine
+        self._start_thread()
+        return self._engine
+
+    def _start_thread(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        with self._load_lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._loop, name=f"hearth-engine-{self.name}", daemon=True
+                )
+                self._thread.start()
+
+    # -- the engine thread ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the engine thread (pending requests fail); the weights stay loaded."""
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            self._inbox.put(("close",))
+            thread.join()
+
+    def _loop(self) -> None:
+        try:
+            self._run_loop()
+        except _Closed:
+            return
+
+    def _run_loop(self) -> None:
+        engine = self._engine
+        while True:
+            if not engine.has_unfinished():
+                self._handle(self._inbox.get())  # idle: sleep until a request comes
+            while True:  # everything that arrived during the last step joins the next
+                try:
+                    self._handle(self._inbox.get_nowait())
+                except queue.Empty:
+                    break
+            if not engine.has_unfinished():
+                continue
+            try:
+                outputs = engine.step()
+            except BaseException as exc:  # noqa: BLE001 - every waiting caller must hear of it
+                for rid in list(self._outboxes):
+                    engine.abort(rid)
+                    self._outboxes.pop(rid).put(_Failed(exc))
+                continue
+            for out in outputs:
+                box = self._outboxes.get(out.seq_id)
+                if box is not None:
+                    box.put(out)
+                if out.finished:
+                    self._outboxes.pop(out.seq_id, None)
+
+    def _handle(self, command: tuple) -> None:
+        if command[0] == "close":
+            for rid in list(self._outboxes):
+                self._engine.abort(rid)
+                self._outboxes.pop(rid).put(_Failed(HearthError(f"{self.name} was closed")))
+            raise _Closed
+        if command[0] == "add":
+            _, rid, prompt_ids, params, eos, box = command
+            try:
+                self._engine.add_request(prompt_ids, params, eos_token_ids=eos, seq_id=rid)
+            except Exception as exc:  # noqa: BLE001 - handed to the caller's thread
+                box.put(_Failed(exc))
+                return
+            self._outboxes[rid] = box
+        elif command[0] == "abort":
+            self._engine.abort(command[1])
+            self._outboxes.pop(command[1], None)
+
+    # -- the ChatModel interface ---------------------------------------------------------------
+
+    def count_tokens(self, messages: list[Message]) -> int:
+        return len(self._encode(messages))
+
+    def _encode(self, messages: list[Message]) -> list[int]:
+        self._load()
+        with self._tok_lock:
+            return self._tokenizer.encode_chat(messages)
+
+    def _decode(self, ids: list[int]) -> str:
+        with self._tok_lock:
+            return self._tokenizer.decode(ids)
+
+    def chat(self, messages: list[Message], **params: Any) -> ChatResult:
+        parts: list[str] = []
+        end = StreamEnd()
+        for event in self.stream_events(messages, **params):
+            if isinstance(event, str):
+                parts.append(event)
+            else:
+                end = event
+        return ChatResult("".join(parts), self.name, end.finish_reason, end.usage)
+
+    def stream(self, messages: list[Message], **params: Any) -> Iterator[str]:
+        events = self.stream_events(messages, **params)
+        try:
+            for event in events:
+                if isinstance(event, str):
+                    yield event
+        finally:
+            events.close()
+
+    def stream_events(self, messages: list[Message], **params: Any) -> Iterator[str | StreamEnd]:
+        chat_params = ChatParams.from_kwargs(**params)  # a bad parameter fails right here
+        return self._stream_events(messages, chat_params)
+
+    def _stream_events(self, messages: list[Message], params: ChatParams):
+        from hearth.engine.decoding import _release
+
+        prompt_ids = self._encode(messages)
+        room = self.context_size - len(prompt_ids)
+        if room < 1:
+            raise ContextWindowError(
+                f"the prompt takes {len(prompt_ids)} tokens but {self.name} has a context of "
+                f"{self.context_size}; shorten the input or raise context_size"
+            )
+        sampling = params.sampling(min(params.max_tokens, room))
+        eos = self._tokenizer.eos_token_id
+        eos_ids = () if eos is None else (eos,)
+        rid = next(self._ids)
+        box: queue.SimpleQueue = queue.SimpleQueue()
+        finished = False
+
+        def tokens() -> Iterator[int]:
+            nonlocal finished
+            while not finished:
+                item: StepOutput | _Failed = box.get()
+                if isinstance(item, _Failed):
+                    finished = True
+                    if isinstance(item.error, HearthError):
+                        raise item.error
+                    raise HearthError(f"{self.name}: generation failed ({item.error})") from (
+                        item.error
+                    )
+                finished = item.finished
+                yield item.token_id
+
+        self._inbox.put(("add", rid, prompt_ids, sampling, eos_ids, box))
+        completion, reason = 0, "length"
+        try:
+            for delta in _release(tokens(), sampling, self._decode, eos_ids):
+                completion += len(delta.token_ids)
+                reason = delta.finish_reason or reason
+                if delta.text:
+                    yield delta.text
+        finally:
+            if not finished:  # closed early, or a stop string the engine has not seen yet
+                self._inbox.put(("abort", rid))
+        yield StreamEnd(_FINISH.get(reason, "stop"), Usage(len(prompt_ids), completion))
+
+    def __repr__(self) -> str:
+        return f"EngineChatModel({str(self.path)!r}, context_size={self.context_size})"

@@ -132,6 +132,9 @@ def ask(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Answer a question from the indexed documents, citing the passages used."""
+    from hearth.llm.llamacpp import prefer_passive_openmp
+
+    prefer_passive_openmp()  # before torch / llama.cpp load
     app = ctx.obj
     app.store(create=False)
     answerer = _answerer(app, model, max_tokens, temperature, retriever)
@@ -153,6 +156,9 @@ def chat(
     model: str | None = typer.Option(None, "--model", help=MODEL_HELP),
 ) -> None:
     """Talk with your documents; follow-ups are rewritten into standalone queries."""
+    from hearth.llm.llamacpp import prefer_passive_openmp
+
+    prefer_passive_openmp()  # before torch / llama.cpp load
     from hearth.rag.chat import ChatSession
 
     app = ctx.obj

@@ -50,6 +50,9 @@ def serve(
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error."),
 ) -> None:
     """Serve the OpenAI-compatible API (plus hearth-rag and the web UI) over HTTP."""
+    from hearth.llm.llamacpp import prefer_passive_openmp
+
+    prefer_passive_openmp()  # before torch / llama.cpp load
     from hearth.serve.config import ServeConfig, keys_from_env
 
     settings = ctx.obj.settings()

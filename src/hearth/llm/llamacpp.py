@@ -19,6 +19,21 @@ from hearth.types import ChatResult, Message, StreamEnd, Usage
 GGUF_MAGIC = b"GGUF"
 
 
+def prefer_passive_openmp() -> None:
+    """Let llama.cpp's OpenMP threads sleep at barriers instead of spinning.
+
+    On a busy machine (a server's other threads, the embedder, other processes) spinning
+    threads steal the cores the computing ones need: measured on 2 cores, a soak of 1,000
+    requests ran 616 in 900 s spinning vs all 1,000 in 158 s passive. libgomp reads the
+    variable once, when it loads (torch loads it too), so call this before torch or llama_cpp
+    are imported; a value the user set wins.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+
+prefer_passive_openmp()  # for callers that import this module before anything heavy
+
+
 @dataclass(frozen=True)
 class GenerationParams:
     """Validated sampling parameters; unknown names are an error, not silently ignored."""

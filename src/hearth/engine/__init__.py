@@ -1,6 +1,6 @@
 """Hearth's own PyTorch inference engine for Llama-family models: model, weight loading
-(GGUF / safetensors), KV cache, tokenizer, decoding strategies; hand-written to show what
-each optimization and strategy buys.
+(GGUF / safetensors), KV cache, paged blocks and continuous batching, bf16/int8 weights,
+tokenizer, decoding strategies; hand-written to show what each optimization and strategy buys.
 
 Importing this package is cheap: torch, gguf and transformers load only when a name below
 is first used (`from hearth.engine import LlamaModel`).
@@ -31,6 +31,11 @@ _EXPORTS = {
     "PromptLookupDrafter": "hearth.engine.speculative",
     "ModelDrafter": "hearth.engine.speculative",
     "truncated_draft": "hearth.engine.speculative",
+    "LLMEngine": "hearth.engine.llm_engine",
+    "EngineConfig": "hearth.engine.llm_engine",
+    "EngineChatModel": "hearth.engine.chat_model",
+    "quantize": "hearth.engine.quant",
+    "perplexity": "hearth.engine.perplexity",
 }
 
 __all__ = sorted(_EXPORTS)

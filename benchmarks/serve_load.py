@@ -118,7 +118,9 @@ def main() -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="environment variable for both servers (repeatable), e.g. OMP_WAIT_POLICY=passive",
+        help="environment variable for both servers (repeatable); OMP_WAIT_POLICY=passive is "
+        "always set unless given here: Hearth sets it itself, and llama.cpp's spinning OpenMP "
+        "threads make either server 3-10x slower at random on busy cores",
     )
     parser.add_argument(
         "--hearth-env",
@@ -147,7 +149,8 @@ def main() -> None:
         parser.error("--requests needs one number or one per --clients level")
     if any("=" not in item for item in args.env + args.hearth_env):
         parser.error("--env and --hearth-env take NAME=VALUE")
-    both_env = dict(item.split("=", 1) for item in args.env)
+    both_env = {"OMP_WAIT_POLICY": "passive"}
+    both_env.update(item.split("=", 1) for item in args.env)
     hearth_env = {**both_env, **dict(item.split("=", 1) for item in args.hearth_env)}
 
     from hearth.llm import smollm2_path

@@ -5,7 +5,7 @@ Kept small and dependency-free so any folder (ingest, index, rag, llm, serve) ma
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -108,6 +108,22 @@ class StreamEnd:
 
     finish_reason: str = "stop"  # "stop" | "length"
     usage: Usage = field(default_factory=Usage)
+
+
+def text_deltas(
+    events: Iterator[str | StreamEnd], on_end: Callable[[StreamEnd], Any] | None = None
+) -> Iterator[str]:
+    """The text deltas of a `stream_events` iterator (how every backend's `stream` is made).
+
+    `on_end` sees the StreamEnd; closing the result closes `events`, stopping generation."""
+    try:
+        for event in events:
+            if isinstance(event, str):
+                yield event
+            elif on_end is not None:
+                on_end(event)
+    finally:
+        events.close()
 
 
 @runtime_checkable

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hearth.errors import ConfigError, ContextWindowError, HearthError, ModelNotFoundError
-from hearth.types import ChatResult, Message, StreamEnd, Usage
+from hearth.types import ChatResult, Message, StreamEnd, Usage, text_deltas
 
 if TYPE_CHECKING:
     from hearth.engine.llm_engine import LLMEngine, StepOutput
@@ -275,13 +275,7 @@ class EngineChatModel:
         return ChatResult("".join(parts), self.name, end.finish_reason, end.usage)
 
     def stream(self, messages: list[Message], **params: Any) -> Iterator[str]:
-        events = self.stream_events(messages, **params)
-        try:
-            for event in events:
-                if isinstance(event, str):
-                    yield event
-        finally:
-            events.close()
+        return text_deltas(self.stream_events(messages, **params))
 
     def stream_events(self, messages: list[Message], **params: Any) -> Iterator[str | StreamEnd]:
         chat_params = ChatParams.from_kwargs(**params)  # a bad parameter fails right here

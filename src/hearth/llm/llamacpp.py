@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hearth.errors import ContextWindowError, ModelNotFoundError
-from hearth.types import ChatResult, Message, StreamEnd, Usage
+from hearth.types import ChatResult, Message, StreamEnd, Usage, text_deltas
 
 GGUF_MAGIC = b"GGUF"
 
@@ -168,15 +168,10 @@ class LlamaCppModel:
         )
 
     def stream(self, messages: list[Message], **params: Any) -> Iterator[str]:
-        events = self.stream_events(messages, **params)
-        try:
-            for event in events:
-                if isinstance(event, str):
-                    yield event
-                else:
-                    self.last_finish_reason = event.finish_reason
-        finally:
-            events.close()
+        return text_deltas(self.stream_events(messages, **params), self._note_end)
+
+    def _note_end(self, end: StreamEnd) -> None:
+        self.last_finish_reason = end.finish_reason
 
     def stream_events(self, messages: list[Message], **params: Any) -> Iterator[str | StreamEnd]:
         gen = GenerationParams.from_kwargs(**params)  # validate before the first next()

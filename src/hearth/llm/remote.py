@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from hearth.errors import BackendError, RemoteModelNotFoundError
 from hearth.llm.presets import PLACEHOLDER_KEY, Endpoint
 from hearth.llm.retry import Failure, GaveUp, RetryPolicy, call_with_retries
-from hearth.types import Message, StreamEnd, Usage
+from hearth.types import Message, StreamEnd, Usage, text_deltas
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -250,15 +250,10 @@ class RemoteChatModel:
         return estimate_prompt_tokens(messages)
 
     def stream(self, messages: list[Message], **params: Any) -> Iterator[str]:
-        events = self.stream_events(messages, **params)
-        try:
-            for event in events:
-                if isinstance(event, str):
-                    yield event
-                else:
-                    self.last_finish_reason = event.finish_reason
-        finally:
-            events.close()
+        return text_deltas(self.stream_events(messages, **params), self._note_end)
+
+    def _note_end(self, end: StreamEnd) -> None:
+        self.last_finish_reason = end.finish_reason
 
     def stream_events(self, messages: list[Message], **params: Any) -> Iterator[str | StreamEnd]:
         raise NotImplementedError

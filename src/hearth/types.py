@@ -110,6 +110,21 @@ class StreamEnd:
     usage: Usage = field(default_factory=Usage)
 
 
+def generation_kwargs(accepted: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Checked keyword arguments for a backend's params dataclass `accepted`: unknown names are a
+    TypeError, a single stop string becomes a tuple, and None means "use the default"."""
+    fields = set(accepted.__dataclass_fields__)
+    unknown = set(params) - fields
+    if unknown:
+        raise TypeError(
+            f"unknown generation parameter(s) {sorted(unknown)}; accepted: {sorted(fields)}"
+        )
+    given = {k: v for k, v in params.items() if v is not None}
+    stop = given.pop("stop", ())
+    given["stop"] = (stop,) if isinstance(stop, str) else tuple(stop)
+    return given
+
+
 def text_deltas(
     events: Iterator[str | StreamEnd], on_end: Callable[[StreamEnd], Any] | None = None
 ) -> Iterator[str]:

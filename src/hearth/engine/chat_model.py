@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hearth.errors import ConfigError, ContextWindowError, HearthError, ModelNotFoundError
-from hearth.types import ChatResult, Message, StreamEnd, Usage, text_deltas
+from hearth.types import ChatResult, Message, StreamEnd, Usage, generation_kwargs, text_deltas
 
 if TYPE_CHECKING:
     from hearth.engine.llm_engine import LLMEngine, StepOutput
@@ -50,15 +50,7 @@ class ChatParams:
 
     @classmethod
     def from_kwargs(cls, **params: Any) -> ChatParams:
-        unknown = set(params) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise TypeError(
-                f"unknown generation parameter(s) {sorted(unknown)}; "
-                f"accepted: {sorted(cls.__dataclass_fields__)}"
-            )
-        stop = params.pop("stop", None)
-        stop = (stop,) if isinstance(stop, str) else tuple(stop or ())
-        return cls(stop=stop, **{k: v for k, v in params.items() if v is not None})
+        return cls(**generation_kwargs(cls, params))
 
     def sampling(self, max_tokens: int) -> SamplingParams:
         from hearth.engine.sampling import SamplingParams

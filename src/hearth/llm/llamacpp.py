@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hearth.errors import ContextWindowError, ModelNotFoundError
-from hearth.types import ChatResult, Message, StreamEnd, Usage, text_deltas
+from hearth.types import ChatResult, Message, StreamEnd, Usage, generation_kwargs, text_deltas
 
 GGUF_MAGIC = b"GGUF"
 
@@ -55,17 +55,7 @@ class GenerationParams:
 
     @classmethod
     def from_kwargs(cls, **params: Any) -> GenerationParams:
-        allowed = set(cls.__dataclass_fields__)
-        unknown = set(params) - allowed
-        if unknown:
-            raise TypeError(
-                f"unknown generation parameter(s) {sorted(unknown)}; accepted: {sorted(allowed)}"
-            )
-        stop = params.pop("stop", None)
-        if isinstance(stop, str):
-            stop = (stop,)
-        given = {k: v for k, v in params.items() if v is not None}
-        return cls(stop=tuple(stop or ()), **given)
+        return cls(**generation_kwargs(cls, params))
 
 
 class LlamaCppModel:

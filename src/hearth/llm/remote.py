@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from hearth.errors import BackendError, RemoteModelNotFoundError
 from hearth.llm.presets import PLACEHOLDER_KEY, Endpoint
 from hearth.llm.retry import Failure, GaveUp, RetryPolicy, call_with_retries
-from hearth.types import Message, StreamEnd, Usage, text_deltas
+from hearth.types import Message, StreamEnd, Usage, generation_kwargs, text_deltas
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,19 +48,10 @@ class RemoteParams:
 
     @classmethod
     def from_kwargs(cls, **params: Any) -> RemoteParams:
-        allowed = set(cls.__dataclass_fields__)
-        unknown = set(params) - allowed
-        if unknown:
-            raise TypeError(
-                f"unknown generation parameter(s) {sorted(unknown)}; accepted: {sorted(allowed)}"
-            )
-        stop = params.pop("stop", None)
-        if isinstance(stop, str):
-            stop = (stop,)
-        given = {k: v for k, v in params.items() if v is not None}
+        given = generation_kwargs(cls, params)
         if "max_tokens" in given:
             given["max_tokens"] = int(given["max_tokens"])
-        return cls(stop=tuple(stop or ()), **given)
+        return cls(**given)
 
 
 # ASCII words count one token per 5 letters, every digit group of up to 3, punctuation mark and

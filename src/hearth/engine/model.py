@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hearth.engine import kernels
 from hearth.engine.config import ModelConfig
 from hearth.engine.kv_cache import KVCache
 
@@ -209,7 +210,7 @@ class SharedFusion:
         return self._ptrs() == self.ptrs
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight, self.bias)
+        return kernels.linear(x, self.weight, self.bias)
 
 
 def _project(
@@ -222,6 +223,13 @@ def _project(
     if shared is not None and shared.valid():
         return shared(x)
     return torch.cat([p(x) for p in parts], dim=-1)
+
+
+def _apply_linear(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """module(x), a plain nn.Linear on the kernel that suits x's row count."""
+    if type(module) is nn.Linear:
+        return kernels.linear(x, module.weight, module.bias)
+    return module(x)
 
 
 def relayout_linear(linear: nn.Linear) -> None:
@@ -268,7 +276,7 @@ class Attention(nn.Module):
         if cache is not None:
             k, v = cache.update(self.layer, k, v)
         out = ATTENTION[impl](q, k, v, mask)
-        return self.o_proj(out.transpose(1, 2).reshape(b, t, -1))
+        return _apply_linear(self.o_proj, out.transpose(1, 2).reshape(b, t, -1))
 
 
 class MLP(nn.Module):
@@ -288,7 +296,7 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         parts = [self.gate_proj, self.up_proj]
         gate, up = _project(x, self.gate_up_proj, self.shared, parts).chunk(2, dim=-1)
-        return self.down_proj(F.silu(gate) * up)
+        return _apply_linear(self.down_proj, F.silu(gate) * up)
 
 
 class DecoderLayer(nn.Module):
@@ -416,7 +424,7 @@ class LlamaModel(nn.Module):
             and copy[1] == w._version  # an in-place edit of the weight retires the copy
         ):
             return x @ copy[2]
-        return F.linear(x, w)
+        return kernels.linear(x, w)
 
     def _apply(self, fn: Any, recurse: bool = True) -> LlamaModel:
         """.to() / .bfloat16() give every parameter new memory: fuse again over it."""

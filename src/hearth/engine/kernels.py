@@ -1,0 +1,87 @@
+"""Which CPU kernel runs an fp32 linear layer: MKL on the decode layout for one or two rows,
+oneDNN on a prepacked copy of the weight for three rows or more (verification, batches, prefill).
+
+Measured here (docs/engine.md): MKL's fp32 GEMM is fast when one row streams the weights, but at
+7 to 16 rows it reaches a third of oneDNN's speed on a weight oneDNN reordered once into its
+blocked layout. The packed copy is made on a weight's first multi-row call and kept on the
+tensor; an in-place edit of the weight (its version changes) makes a new one. It costs one more
+copy of each packed weight in memory, which `set_onednn_min_rows(None)` avoids.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+# rows from which a linear goes through oneDNN's packed weight; None: never
+_MIN_ROWS: int | None = 3
+# the batch size oneDNN is told to pack for (its layout is chosen for it; any size runs)
+_PACK_FOR_ROWS = 16
+# oneDNN sums each output over the inputs in one fp32 chain, which loses about twice MKL's
+# precision at 1,536 inputs (SmolLM2's MLP down projection); wider weights are split into
+# pieces of at most this many inputs and the pieces' outputs added, for 15% more time.
+_MAX_INNER = 1024
+
+
+def set_onednn_min_rows(rows: int | None) -> None:
+    """Route fp32 linears with at least `rows` rows to oneDNN (None: always MKL)."""
+    global _MIN_ROWS
+    if rows is not None and rows < 1:
+        raise ValueError(f"rows must be >= 1 or None, got {rows}")
+    _MIN_ROWS = rows
+
+
+def onednn_min_rows() -> int | None:
+    return _MIN_ROWS
+
+
+def _usable(weight: torch.Tensor) -> bool:
+    return (
+        weight.dtype == torch.float32
+        and weight.device.type == "cpu"
+        and weight.dim() == 2
+        and torch.backends.mkldnn.is_available()
+    )
+
+
+def packed(weight: torch.Tensor) -> list[tuple[slice, torch.Tensor]]:
+    """oneDNN's prepacked copies of an (out, in) fp32 weight, one per slice of at most
+    `_MAX_INNER` inputs; made once per weight version."""
+    cached = getattr(weight, "_hearth_packed", None)
+    if cached is not None and cached[0] == weight._version:
+        return cached[1]
+    w = weight.detach()
+    inner = w.shape[1]
+    n = -(-inner // _MAX_INNER)  # ceil: pieces of equal size
+    step = -(-inner // n)
+    packs = []
+    for start in range(0, inner, step):
+        part = slice(start, min(start + step, inner))
+        pack = torch.ops.mkldnn._reorder_linear_weight(w[:, part].contiguous(), _PACK_FOR_ROWS)
+        packs.append((part, pack))
+    weight._hearth_packed = (weight._version, packs)
+    return packs
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """F.linear(x, weight, bias), on the kernel that is fastest for x's number of rows."""
+    rows = x.numel() // max(x.shape[-1], 1)
+    if (
+        _MIN_ROWS is None
+        or rows < _MIN_ROWS
+        or x.dtype != torch.float32
+        or torch.is_grad_enabled()
+        or not _usable(weight)
+    ):
+        return F.linear(x, weight, bias)
+    packs = packed(weight)
+    if len(packs) == 1:
+        return _onednn(x.contiguous(), packs[0][1], bias)
+    y = _onednn(x[..., packs[0][0]].contiguous(), packs[0][1], bias)
+    for part, pack in packs[1:]:
+        y += _onednn(x[..., part].contiguous(), pack, None)
+    return y
+
+
+def _onednn(x: torch.Tensor, pack: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x, pack, bias, "none", [], "")

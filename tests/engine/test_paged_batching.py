@@ -183,6 +183,26 @@ def test_seeded_sampling_and_stop_strings_match_alone(engine_model, engine_token
     assert word not in outs[1].text
 
 
+def test_a_stop_string_late_in_a_long_answer_is_found(engine_model, engine_tokenizer, solo):
+    """The engine decodes only a tail of the completion each step: a multi-word stop string
+    (with its leading space) found 40+ tokens in must cut exactly where the solo loop cuts."""
+    runs = [
+        (solo(i, SamplingParams(max_tokens=64)), i) for i in map(engine_tokenizer.encode, PROMPTS)
+    ]
+    free, ids = max(runs, key=lambda run: len(run[0].token_ids))
+    assert len(free.token_ids) >= 50, "some prompt should answer at length"
+    tail = engine_tokenizer.decode(free.token_ids[40:])
+    words = tail.split()
+    stop = " " + " ".join(words[1:3])
+    assert stop in tail, "the greedy text should repeat its words with single spaces"
+    params = SamplingParams(max_tokens=64, stop=(stop,))
+    out = make_engine(engine_model, engine_tokenizer).generate([ids], params)[0]
+    ref = solo(ids, params)
+    assert ref.finish_reason == out.finish_reason == "stop"
+    assert out.text == ref.text and out.token_ids == ref.token_ids
+    assert len(out.token_ids) >= 40
+
+
 def test_requests_that_cannot_fit_are_refused(engine_model, engine_tokenizer):
     from hearth.errors import ConfigError, ContextWindowError
 

@@ -206,7 +206,16 @@ class LLMEngine:
     def _stop_check(self) -> Callable[[Sequence], bool] | None:
         if self.tokenizer is None:
             return None
-        return lambda seq: _find_stop(self.decode(seq.completion_ids), seq.params.stop) >= 0
+        return self._stopped
+
+    def _stopped(self, seq: Sequence) -> bool:
+        """Did the newest token complete a stop string? Earlier steps checked everything
+        before it, so only a tail of the completion is decoded (constant work per step):
+        4 tokens per character of the longest stop string covers byte-level tokens, and 8
+        more keep a decoder's start-of-text rules (a dropped leading space) off the match."""
+        stops = seq.params.stop
+        window = 4 * max(len(s) for s in stops) + 8
+        return _find_stop(self.decode(seq.completion_ids[-window:]), stops) >= 0
 
     def generate(
         self,

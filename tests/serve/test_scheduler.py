@@ -7,8 +7,9 @@ import threading
 
 import pytest
 
+from hearth.llm import default_concurrency
 from hearth.serve.pump import ThreadPump
-from hearth.serve.scheduler import FairScheduler, Overloaded
+from hearth.serve.scheduler import FairScheduler, ModelSchedulers, Overloaded
 
 
 async def _settle() -> None:
@@ -40,6 +41,38 @@ def test_callers_take_turns_and_each_callers_requests_keep_their_order():
 
     # "a" sent four requests before "b" and "c" sent one each: they do not wait behind all of a's.
     assert asyncio.run(scenario()) == ["a2", "b1", "c1", "a3", "a4"]
+
+
+def test_each_model_has_its_own_slots_and_rag_shares_its_chat_models():
+    async def scenario():
+        schedulers = ModelSchedulers(
+            {"local:smollm2": 1, "engine:smollm2": 3},
+            queue_size=8,
+            aliases={"hearth-rag": "local:smollm2"},
+        )
+        local = await schedulers.acquire("a", "local:smollm2")
+        # the llama.cpp model's only slot is taken: its next request (and hearth-rag) wait...
+        waiting = asyncio.ensure_future(schedulers.acquire("b", "hearth-rag"))
+        await _settle()
+        assert not waiting.done()
+        # ...while the engine model still admits three at once
+        engine = [await schedulers.acquire(c, "engine:smollm2") for c in "xyz"]
+        assert schedulers.running == 4 and schedulers.queue_depth == 1
+        local.release()
+        rag = await asyncio.wait_for(waiting, 1)
+        for lease in [rag, *engine]:
+            lease.release()
+        assert await schedulers.wait_idle(timeout=1)
+        assert schedulers.slots == {"local:smollm2": 1, "engine:smollm2": 3}
+
+    asyncio.run(scenario())
+
+
+def test_default_slots_follow_the_backend():
+    assert default_concurrency("local:smollm2") == 1
+    assert default_concurrency("/models/x.gguf") == 1
+    assert default_concurrency("engine:smollm2") == 16
+    assert default_concurrency("ollama:llama3.2") == 16
 
 
 def test_full_queue_is_refused_at_once():

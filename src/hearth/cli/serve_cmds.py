@@ -26,8 +26,12 @@ def serve(
     model: list[str] | None = typer.Option(
         None, "--model", help="Also serve this chat model spec (repeatable)."
     ),
-    max_concurrency: int = typer.Option(
-        1, "--max-concurrency", min=1, help="Generations running at once."
+    max_concurrency: int | None = typer.Option(
+        None,
+        "--max-concurrency",
+        min=1,
+        help="Generations each chat model runs at once [default: 1 for llama.cpp models, "
+        "16 for engine: (batched) and remote ones].",
     ),
     queue_size: int = typer.Option(
         64, "--queue-size", min=0, help="Generations that may wait for a slot; more get 503."

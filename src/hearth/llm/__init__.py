@@ -24,6 +24,10 @@ REGISTRY: dict[str, Factory] = {}
 # Context window a prefix's models get when the caller names none (remote presets know theirs).
 DEFAULT_CONTEXT_SIZE = 2048
 DEFAULT_CONTEXT: dict[str, int] = {}
+# Generations a prefix's models run well at once: llama.cpp has one context (1), Hearth's
+# engine batches concurrent requests, remote servers batch their own.
+BATCHING_CONCURRENCY = 16
+DEFAULT_CONCURRENCY: dict[str, int] = {}
 
 ACCEPTED = (
     "local:smollm2 (the bundled SmolLM2-135M-Instruct; aliases: "
@@ -34,11 +38,29 @@ ACCEPTED = (
 )
 
 
-def register(prefix: str, factory: Factory, *, context_size: int = DEFAULT_CONTEXT_SIZE) -> None:
+def register(
+    prefix: str,
+    factory: Factory,
+    *,
+    context_size: int = DEFAULT_CONTEXT_SIZE,
+    concurrency: int = BATCHING_CONCURRENCY,
+) -> None:
     """Make `load("<prefix>:...")` build models with `factory`; `context_size` is the window
-    its models get when the caller gives none."""
+    its models get when the caller gives none, `concurrency` how many generations they run
+    well at once (a server's default number of slots)."""
     REGISTRY[prefix] = factory
     DEFAULT_CONTEXT[prefix] = context_size
+    DEFAULT_CONCURRENCY[prefix] = concurrency
+
+
+def default_concurrency(spec: str) -> int:
+    """How many generations the model named by `spec` runs well at once (no model is built):
+    1 for llama.cpp (one context), 16 for Hearth's batching engine and remote servers."""
+    prefix, sep, _ = spec.strip().partition(":")
+    prefix = ALIASES.get(prefix, prefix)
+    if sep and prefix in REGISTRY:
+        return DEFAULT_CONCURRENCY.get(prefix, BATCHING_CONCURRENCY)
+    return DEFAULT_CONCURRENCY.get("local", 1)  # a bare .gguf path runs on llama.cpp
 
 
 def load(spec: str, context_size: int | None = None, **kw: Any) -> ChatModel:
@@ -91,7 +113,7 @@ def _load_local(target: str, context_size: int, **kw: Any) -> ChatModel:
     raise ModelNotFoundError(f"unknown local model {target!r}. Accepted: {ACCEPTED}.")
 
 
-register("local", _load_local)
+register("local", _load_local, concurrency=1)
 
 
 def _load_engine(target: str, context_size: int, **kw: Any) -> ChatModel:

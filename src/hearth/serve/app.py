@@ -24,12 +24,12 @@ from fastapi.staticfiles import StaticFiles
 from hearth.config import Settings, load_settings
 from hearth.serve import schemas as s
 from hearth.serve.auth import AccessMiddleware
-from hearth.serve.config import ServeConfig
+from hearth.serve.config import RAG_MODEL_ID, ServeConfig
 from hearth.serve.errors import install_error_handlers
 from hearth.serve.limits import BodyLimitMiddleware, RateLimiter
 from hearth.serve.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from hearth.serve.models import ServedModels
-from hearth.serve.scheduler import FairScheduler
+from hearth.serve.scheduler import ModelSchedulers
 from hearth.serve.state import ServedIndex, ServerState
 
 log = logging.getLogger("hearth.serve")
@@ -41,6 +41,7 @@ CONFIG_ENV = "HEARTH_SERVE_CONFIG"  # JSON handed from `hearth serve --workers N
 def build_state(config: ServeConfig, settings: Settings) -> ServerState:
     """Models, index, queue and metrics for one app (cheap: no weights are loaded here)."""
     from hearth.index.embedder import load_embedder
+    from hearth.llm import default_concurrency
 
     embedder = load_embedder(
         settings.embedder, backend=settings.embed_backend, batch_size=settings.embed_batch_size
@@ -49,7 +50,12 @@ def build_state(config: ServeConfig, settings: Settings) -> ServerState:
         [settings.model, *config.extra_models], embedder, context_size=settings.context_size
     )
     index = ServedIndex(settings, models)
-    scheduler = FairScheduler(config.max_concurrency, config.queue_size)
+    slots = {
+        spec: config.max_concurrency or default_concurrency(spec) for spec in models.chat_specs()
+    }
+    scheduler = ModelSchedulers(
+        slots, config.queue_size, aliases={RAG_MODEL_ID: models.default_chat}
+    )
     metrics = Metrics(lambda: scheduler.queue_depth, lambda: scheduler.running)
     return ServerState(config, settings, models, index, scheduler, metrics)
 
@@ -63,12 +69,13 @@ def create_app(config: ServeConfig | None = None, settings: Settings | None = No
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         access = f"{len(config.api_keys)} API key(s)" if config.api_keys else "this machine only"
+        slots = ", ".join(f"{spec} {n}" for spec, n in state.scheduler.slots.items())
         log.info(
-            "serving %s from the index at %s (%s; %d generation slot(s), queue %d)",
+            "serving %s from the index at %s (%s; generation slots: %s; queue %d per model)",
             ", ".join(state.models.ids()),
             state.index.root.resolve(),
             access,
-            config.max_concurrency,
+            slots,
             config.queue_size,
         )
         if config.warm_up:

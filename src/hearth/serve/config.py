@@ -26,7 +26,10 @@ class ServeConfig(BaseModel):
     port: int = Field(8080, ge=0, le=65535)
     api_keys: tuple[str, ...] = ()
     extra_models: tuple[str, ...] = ()  # served besides the settings' chat model
-    max_concurrency: int = Field(1, ge=1, le=256, description="generations running at once")
+    # None: what the served models run well at once (1 with a llama.cpp model, else 16)
+    max_concurrency: int | None = Field(
+        None, ge=1, le=256, description="generations running at once"
+    )
     queue_size: int = Field(64, ge=0, le=100_000, description="generations waiting; more: 503")
     rate_limit: int | None = Field(None, ge=1, description="requests per minute per API key")
     max_upload_mb: float = Field(64.0, gt=0, description="largest request body, in MiB")

@@ -47,6 +47,10 @@ class ServedModels:
         self._kinds[self.embedder_id] = "embedding"
         self.ready = threading.Event()
 
+    def chat_specs(self) -> list[str]:
+        """The chat models' specs, the default one first."""
+        return list(self._chat)
+
     def ids(self) -> list[str]:
         return list(self._kinds)
 

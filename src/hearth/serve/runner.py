@@ -95,7 +95,7 @@ class Generation:
         """Wait for a slot (503 at once when the queue is full), then start generating."""
         self.watch.start()
         try:
-            lease = await self.watch.race(self.state.scheduler.acquire(self.caller))
+            lease = await self.watch.race(self.state.scheduler.acquire(self.caller, self.model_id))
         except Overloaded:
             self.watch.stop()
             raise overloaded() from None

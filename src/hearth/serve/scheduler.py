@@ -114,3 +114,42 @@ class FairScheduler:
                 continue
             ticket.set_result(None)
             self.running += 1
+
+
+class ModelSchedulers:
+    """A FairScheduler per chat model, each with its own slots: a llama.cpp model runs one
+    generation at a time while Hearth's engine batches many, and a busy model's queue does not
+    hold up requests for another. `hearth-rag` shares its chat model's slots."""
+
+    def __init__(self, slots: dict[str, int], queue_size: int, aliases: dict[str, str]) -> None:
+        if not slots:
+            raise ValueError("a server needs at least one chat model")
+        self.by_model = {spec: FairScheduler(n, queue_size) for spec, n in slots.items()}
+        self.aliases = aliases  # served id -> the chat model whose slots it uses
+
+    def for_model(self, model_id: str) -> FairScheduler:
+        return self.by_model[self.aliases.get(model_id, model_id)]
+
+    async def acquire(self, caller: str, model_id: str) -> Lease:
+        return await self.for_model(model_id).acquire(caller)
+
+    @property
+    def slots(self) -> dict[str, int]:
+        return {spec: s.max_concurrency for spec, s in self.by_model.items()}
+
+    @property
+    def queue_depth(self) -> int:
+        return sum(s.queue_depth for s in self.by_model.values())
+
+    @property
+    def running(self) -> int:
+        return sum(s.running for s in self.by_model.values())
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until no model runs or queues anything; False when `timeout` passed first."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        for scheduler in self.by_model.values():
+            if not await scheduler.wait_idle(max(deadline - loop.time(), 0.0)):
+                return False
+        return True

@@ -16,7 +16,7 @@ from hearth.config import Settings
 from hearth.serve.config import ServeConfig
 from hearth.serve.metrics import Metrics
 from hearth.serve.models import ServedModels
-from hearth.serve.scheduler import FairScheduler
+from hearth.serve.scheduler import ModelSchedulers
 
 
 class ServedIndex:
@@ -65,6 +65,6 @@ class ServerState:
     settings: Settings
     models: ServedModels
     index: ServedIndex
-    scheduler: FairScheduler
+    scheduler: ModelSchedulers
     metrics: Metrics
     warm_up_thread: threading.Thread | None = field(default=None)

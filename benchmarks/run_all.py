@@ -23,6 +23,8 @@ BENCHMARKS = [
     "engine_speculative",
     # Single-stream decode: ours fp32/bf16/int8 vs transformers and llama.cpp (~3 minutes).
     "engine_decode",
+    # fp32 linears at 1-64 rows: MKL (torch's default) vs hearth.engine.kernels (~15 s).
+    "engine_kernels",
     # SDPA vs plain-math attention at 512/2k/4k context: time and peak memory (~5 minutes).
     "engine_attention",
     # Batched decode at 1/4/16 sequences vs single-stream, prefix-cache TTFT (~3 minutes).

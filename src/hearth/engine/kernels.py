@@ -1,11 +1,13 @@
-"""Which CPU kernel runs an fp32 linear layer: MKL on the decode layout for one or two rows,
-oneDNN on a prepacked copy of the weight for three rows or more (verification, batches, prefill).
+"""Which CPU kernel runs an fp32 linear layer: MKL on the decode layout for one row, oneDNN on a
+prepacked copy of the weight for two rows or more (speculative verification, batches, prefill).
 
-Measured here (docs/engine.md): MKL's fp32 GEMM is fast when one row streams the weights, but at
-7 to 16 rows it reaches a third of oneDNN's speed on a weight oneDNN reordered once into its
-blocked layout. The packed copy is made on a weight's first multi-row call and kept on the
-tensor; an in-place edit of the weight (its version changes) makes a new one. It costs one more
-copy of each packed weight in memory, which `set_onednn_min_rows(None)` avoids.
+Hand-written dispatch (torch picks MKL for every row count). Measured by
+benchmarks/engine_kernels.py: MKL streams one row's weights fast, but a forward's linears at 3
+to 16 rows run 1.7-2.2x faster through oneDNN on weights it reordered once into its blocked
+layout; oneDNN's 3-row kernel costs what one row does, so 2 rows are padded to 3. The packed
+copy is made on a weight's first multi-row call and kept on the tensor; an in-place edit of the
+weight (its version changes) makes a new one. It costs one more copy of each weight in memory,
+which `set_onednn_min_rows(None)` avoids.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import torch
 import torch.nn.functional as F
 
 # rows from which a linear goes through oneDNN's packed weight; None: never
-_MIN_ROWS: int | None = 3
+_MIN_ROWS: int | None = 2
+# fewer rows than this are padded with zero rows up to it (see linear())
+_PAD_TO_ROWS = 3
 # the batch size oneDNN is told to pack for (its layout is chosen for it; any size runs)
 _PACK_FOR_ROWS = 16
 # oneDNN sums each output over the inputs in one fp32 chain, which loses about twice MKL's
@@ -24,7 +28,8 @@ _MAX_INNER = 1024
 
 
 def set_onednn_min_rows(rows: int | None) -> None:
-    """Route fp32 linears with at least `rows` rows to oneDNN (None: always MKL)."""
+    """Route fp32 linears with at least `rows` rows to oneDNN (None: always MKL; the default
+    is 2)."""
     global _MIN_ROWS
     if rows is not None and rows < 1:
         raise ValueError(f"rows must be >= 1 or None, got {rows}")
@@ -74,6 +79,11 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
         or not _usable(weight)
     ):
         return F.linear(x, weight, bias)
+    if rows < _PAD_TO_ROWS:
+        # oneDNN's few-row kernels are slow here; the 3-row one costs what one row does
+        flat = x.reshape(rows, x.shape[-1])
+        padded = torch.cat([flat, flat.new_zeros(_PAD_TO_ROWS - rows, x.shape[-1])])
+        return linear(padded, weight, bias)[:rows].reshape(*x.shape[:-1], -1)
     packs = packed(weight)
     if len(packs) == 1:
         return _onednn(x.contiguous(), packs[0][1], bias)

@@ -388,10 +388,10 @@ class LlamaModel(nn.Module):
         value: q/k/v and gate/up concatenated into one tensor each (the parts become views),
         wide matrices stored (in, out) underneath. Moving or casting the model re-fuses.
 
-        The head (vocab x hidden, the biggest matrix) keeps its own layout, which serves the
-        embedding lookup and multi-row matmuls (speculative verification, batches) best, and
-        gets an (in, out) copy for one- and two-row decode steps: one more copy of the head
-        in memory, not in the bytes a step reads.
+        The head (vocab x hidden, the biggest matrix) keeps its own layout for the embedding
+        lookup and gets an (in, out) copy for one-row decode steps: one more copy of the head
+        in memory, not in the bytes a step reads. Matmuls of several rows (speculative
+        verification, batches, prefill) go through `hearth.engine.kernels` instead.
         """
         for layer in self.layers:
             layer.self_attn.fuse()
@@ -419,7 +419,7 @@ class LlamaModel(nn.Module):
         copy = self.head_copy
         if (
             copy is not None
-            and x.shape[0] * x.shape[1] <= 2
+            and x.shape[0] * x.shape[1] < (kernels.onednn_min_rows() or 3)
             and copy[0] == w.data_ptr()
             and copy[1] == w._version  # an in-place edit of the weight retires the copy
         ):

@@ -91,7 +91,7 @@ class RankBM25Peer:
         return [self.chunks[i] for i in top]
 
 
-def build_index(backend: str, chunk_tokens: int, overlap: int):
+def build_index(backend: str, chunk_tokens: int, overlap: int, mode: str = "title+headings"):
     from hearth.index.embedder import load_embedder
     from hearth.index.indexer import Indexer
     from hearth.index.store import SQLiteStore
@@ -99,12 +99,16 @@ def build_index(backend: str, chunk_tokens: int, overlap: int):
 
     corpus = build_corpus("retrieval")
     embedder = load_embedder(backend=backend)
-    folder = cache_dir() / f"retrieval_index_{backend}_{chunk_tokens}_{overlap}"
+    # keyed by what shapes the vectors: an index built by another embedder implementation
+    # (torch fp32 vs int8 ONNX) or embedding mode would be reused as unchanged files
+    kind = type(embedder).__name__
+    folder = cache_dir() / f"retrieval_index_{kind}_{mode}_{chunk_tokens}_{overlap}"
     folder.mkdir(parents=True, exist_ok=True)
     store = SQLiteStore(folder / "index.sqlite3")
     splitter = Splitter(embedder.count_tokens, chunk_tokens=chunk_tokens, overlap_tokens=overlap)
     t0 = time.perf_counter()
-    report = Indexer(store, embedder, splitter).ingest([str(corpus)], progress=False)
+    indexer = Indexer(store, embedder, splitter, embed_input=mode)
+    report = indexer.ingest([str(corpus)], progress=False)
     print(
         f"index: {report.documents} documents, {report.chunks} chunks "
         f"({report.embedded_chunks} embedded now, {time.perf_counter() - t0:.1f} s) in {folder}"
@@ -119,11 +123,19 @@ def main() -> None:
     parser.add_argument("--overlap", type=int, default=32)
     parser.add_argument("--questions", type=Path, default=DATA_DIR / "retrieval_questions.jsonl")
     parser.add_argument("--no-peer", action="store_true", help="skip the rank_bm25 peer")
+    parser.add_argument(
+        "--embed-input",
+        choices=["title+headings", "text"],
+        default="title+headings",
+        help="what each chunk's vector is computed from (hearth.index.contextual)",
+    )
     args = parser.parse_args()
 
     from hearth.rag.retrievers import make_retriever
 
-    corpus, embedder, store, report = build_index(args.backend, args.chunk_tokens, args.overlap)
+    corpus, embedder, store, report = build_index(
+        args.backend, args.chunk_tokens, args.overlap, args.embed_input
+    )
     questions = load_questions(args.questions, corpus)
     embedder.embed(["warm up"])
 
@@ -171,7 +183,8 @@ def main() -> None:
 
     table = print_table(
         f"Retrieval quality: {len(questions)} questions, {report.documents} stdlib docs, "
-        f"{report.chunks} chunks, embedder {embedder.name} ({args.backend})",
+        f"{report.chunks} chunks, embedder {embedder.name} ({args.backend}, embeds "
+        f"{args.embed_input})",
         ["retriever", "queries", "hit@1", "hit@5", "MRR@10", "ms/query"],
         rows,
     )
@@ -188,7 +201,9 @@ def main() -> None:
         for kind in results
     }
     path = write_result(
-        "bench_retrieval" if args.backend == "auto" else f"bench_retrieval_{args.backend}",
+        "bench_retrieval"
+        + ("" if args.backend == "auto" else f"_{args.backend}")
+        + ("" if args.embed_input == "title+headings" else "_text"),
         {
             "corpus": str(corpus),
             "documents": report.documents,
@@ -198,6 +213,7 @@ def main() -> None:
             "backend": args.backend,
             "chunk_tokens": args.chunk_tokens,
             "overlap": args.overlap,
+            "embed_input": args.embed_input,
             "results": results,
             "not_found_in_top10": missed,
             "checks": checks,

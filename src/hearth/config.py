@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     chunk_tokens: int = Field(200, ge=16, le=512, description="chunk budget in embedder tokens")
     chunk_overlap: int = Field(32, ge=0, description="overlap between chunks, in tokens")
+    contextual_headers: bool = Field(
+        True,
+        description="embed each chunk with its document's title and heading path in front "
+        "(new indexes only; an index keeps what it was built with)",
+    )
     top_k: int = Field(5, ge=1, le=100)
     retriever: Literal["hybrid", "bm25", "dense"] = "hybrid"
     max_file_mb: float = Field(256, gt=0, description="larger files are skipped and reported")

@@ -353,7 +353,7 @@ def test_stats(corpus_store, embedder):
         "pdf": {"documents": 1, "chunks": 2},
         "txt": {"documents": 1, "chunks": 2},
     }
-    assert stats["embedder"] == {"name": embedder.name, "dim": embedder.dim}
+    assert stats["embedder"] == {"name": embedder.name, "dim": embedder.dim, "input": "text"}
     db_file = Path(corpus_store.path)
     wal = Path(f"{db_file}-wal")
     on_disk = db_file.stat().st_size + (wal.stat().st_size if wal.exists() else 0)

@@ -69,7 +69,13 @@ def ingest(
     splitter = Splitter(
         embedder.count_tokens, chunk_tokens=s.chunk_tokens, overlap_tokens=s.chunk_overlap
     )
-    indexer = Indexer(app.store(), embedder, splitter, max_file_bytes=int(s.max_file_mb * 2**20))
+    indexer = Indexer(
+        app.store(),
+        embedder,
+        splitter,
+        max_file_bytes=int(s.max_file_mb * 2**20),
+        embed_input="title+headings" if s.contextual_headers else "text",
+    )
     report = indexer.ingest(list(paths), progress=progress and not as_json and sys.stderr.isatty())
     result = {
         "added": report.added,
@@ -252,7 +258,9 @@ def status(
         table.add_row("size on disk", _human_bytes(stats.get("db_bytes", 0)))
         emb = stats.get("embedder") or {}
         if emb:
-            table.add_row("index embedder", f"{emb['name']} ({emb['dim']}-d)")
+            table.add_row(
+                "index embedder", f"{emb['name']} ({emb['dim']}-d), embeds {emb['input']}"
+            )
         if stats.get("last_ingest_at"):
             when = datetime.fromtimestamp(stats["last_ingest_at"]).isoformat(timespec="seconds")
             table.add_row("last ingest", when)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from hearth.errors import LoadError, UnsupportedFileError
+from hearth.index.contextual import EMBED_INPUTS, EmbedInput, embedding_input
 from hearth.index.store import SQLiteStore
 from hearth.types import Chunk, Document, Embedder
 
@@ -66,14 +67,20 @@ class Indexer:
         splitter: Any,
         batch_chunks: int = DEFAULT_BATCH_CHUNKS,
         max_file_bytes: int = 256 * 2**20,
+        embed_input: EmbedInput = "title+headings",
     ):
         if batch_chunks < 1:
             raise ValueError(f"batch_chunks must be at least 1, not {batch_chunks}")
+        if embed_input not in EMBED_INPUTS:
+            raise ValueError(f"embed_input must be one of {EMBED_INPUTS}, not {embed_input!r}")
         self.store = store
         self.embedder = embedder
         self.splitter = splitter
         self.batch_chunks = batch_chunks
         self.max_file_bytes = max_file_bytes
+        # what new indexes embed; an existing index keeps what it was built with
+        self.embed_input = embed_input
+        self._mode: EmbedInput = embed_input
 
     def ingest(self, inputs: list[str], progress: bool = True) -> IngestReport:
         """Bring the index up to date with `inputs` (files, folders, globs)."""
@@ -82,6 +89,7 @@ class Indexer:
 
         started = time.perf_counter()
         self.store.check_embedder(self.embedder.name, self.embedder.dim)
+        self._mode = self.store.embed_input(self.embed_input)  # type: ignore[assignment]
         discovery = discover(inputs)
         report = IngestReport(
             missing=list(discovery.missing), ignored=[str(p) for p in discovery.ignored]
@@ -168,7 +176,9 @@ class _Run:
                 break
             take = min(size - len(texts), len(item.chunks) - item.embedded)
             if take:
-                texts += [c.text for c in item.chunks[item.embedded : item.embedded + take]]
+                chunks = item.chunks[item.embedded : item.embedded + take]
+                mode, source = self.indexer._mode, item.doc.source
+                texts += [embedding_input(c, source, mode) for c in chunks]
                 owners.append((item, take))
         if not texts:
             return

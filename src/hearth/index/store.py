@@ -297,6 +297,20 @@ class SQLiteStore:
             name, dim = self._meta_get("embedder_name"), self._meta_get("embedder_dim")
         return (name, int(dim)) if name is not None and dim is not None else None
 
+    def embed_input(self, wanted: str) -> str:
+        """What this index's vectors were computed from ("text" or "title+headings", see
+        hearth.index.contextual). The first ingest into an empty index records `wanted`; an
+        index that holds chunks from before this was recorded keeps "text", its vectors' kind.
+        """
+        with self._tx():
+            recorded = self._meta_get("embed_input")
+            if recorded is not None:
+                return recorded
+            has_chunks = self._db.execute("SELECT 1 FROM chunks LIMIT 1").fetchone()
+            mode = "text" if has_chunks else wanted
+            self._meta_set("embed_input", mode)
+            return mode
+
     def check_embedder(self, name: str, dim: int, *, record: bool = True) -> None:
         """Raise EmbedderMismatchError when the index was built with another embedder; record
         (name, dim) when the index has none yet and `record` is true."""
@@ -678,6 +692,7 @@ class SQLiteStore:
                 "ORDER BY d.file_type"
             ).fetchall()
             last_ingest = self._meta_get("last_ingest_at") or self._meta_get("last_write_at")
+            embed_input = self._meta_get("embed_input")
         info = self.embedder_info()
         db_bytes = sum(
             os.path.getsize(p) for p in (self.path, Path(f"{self.path}-wal")) if os.path.exists(p)
@@ -689,7 +704,9 @@ class SQLiteStore:
             "chunks": chunks,
             "by_file_type": {ft: {"documents": d, "chunks": c} for ft, d, c in by_type_rows},
             "db_bytes": db_bytes,
-            "embedder": {"name": info[0], "dim": info[1]} if info else None,
+            "embedder": (
+                {"name": info[0], "dim": info[1], "input": embed_input or "text"} if info else None
+            ),
             "last_ingest_at": float(last_ingest) if last_ingest else None,
         }
 

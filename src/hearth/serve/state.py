@@ -53,7 +53,13 @@ class ServedIndex:
         splitter = Splitter(
             embedder.count_tokens, chunk_tokens=s.chunk_tokens, overlap_tokens=s.chunk_overlap
         )
-        return Indexer(self.store, embedder, splitter, max_file_bytes=int(s.max_file_mb * 2**20))
+        return Indexer(
+            self.store,
+            embedder,
+            splitter,
+            max_file_bytes=int(s.max_file_mb * 2**20),
+            embed_input="title+headings" if s.contextual_headers else "text",
+        )
 
     def close(self) -> None:
         self.store.close()

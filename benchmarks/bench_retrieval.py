@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import DATA_DIR, cache_dir, print_table, verdict, write_result
+from common import DATA_DIR, REPO_ROOT, cache_dir, print_table, verdict, write_result
 
 sys.path.insert(0, str(DATA_DIR))
 from build_stdlib_corpus import build_corpus  # noqa: E402
@@ -91,18 +91,25 @@ class RankBM25Peer:
         return [self.chunks[i] for i in top]
 
 
-def build_index(backend: str, chunk_tokens: int, overlap: int, mode: str = "title+headings"):
+def build_index(
+    backend: str,
+    chunk_tokens: int,
+    overlap: int,
+    mode: str = "title+headings",
+    corpus_name: str = "stdlib",
+):
     from hearth.index.embedder import load_embedder
     from hearth.index.indexer import Indexer
     from hearth.index.store import SQLiteStore
     from hearth.ingest.splitter import Splitter
 
-    corpus = build_corpus("retrieval")
+    corpus = build_corpus("retrieval") if corpus_name == "stdlib" else REPO_ROOT / "docs"
     embedder = load_embedder(backend=backend)
     # keyed by what shapes the vectors: an index built by another embedder implementation
     # (torch fp32 vs int8 ONNX) or embedding mode would be reused as unchanged files
     kind = type(embedder).__name__
-    folder = cache_dir() / f"retrieval_index_{kind}_{mode}_{chunk_tokens}_{overlap}"
+    name = "retrieval_index" if corpus_name == "stdlib" else f"retrieval_index_{corpus_name}"
+    folder = cache_dir() / f"{name}_{kind}_{mode}_{chunk_tokens}_{overlap}"
     folder.mkdir(parents=True, exist_ok=True)
     store = SQLiteStore(folder / "index.sqlite3")
     splitter = Splitter(embedder.count_tokens, chunk_tokens=chunk_tokens, overlap_tokens=overlap)
@@ -121,7 +128,14 @@ def main() -> None:
     parser.add_argument("--backend", default="auto", help="embedder backend (auto, torch, ...)")
     parser.add_argument("--chunk-tokens", type=int, default=200)
     parser.add_argument("--overlap", type=int, default=32)
-    parser.add_argument("--questions", type=Path, default=DATA_DIR / "retrieval_questions.jsonl")
+    parser.add_argument(
+        "--corpus",
+        choices=["stdlib", "docs"],
+        default="stdlib",
+        help="stdlib: Python's module docs (the test set); docs: Hearth's own docs/ with "
+        "data/docs_dev_questions.jsonl (the development set fusion settings were tried on)",
+    )
+    parser.add_argument("--questions", type=Path, default=None, help="labeled questions (JSONL)")
     parser.add_argument("--no-peer", action="store_true", help="skip the rank_bm25 peer")
     parser.add_argument(
         "--embed-input",
@@ -134,9 +148,10 @@ def main() -> None:
     from hearth.rag.retrievers import make_retriever
 
     corpus, embedder, store, report = build_index(
-        args.backend, args.chunk_tokens, args.overlap, args.embed_input
+        args.backend, args.chunk_tokens, args.overlap, args.embed_input, args.corpus
     )
-    questions = load_questions(args.questions, corpus)
+    default_questions = {"stdlib": "retrieval_questions.jsonl", "docs": "docs_dev_questions.jsonl"}
+    questions = load_questions(args.questions or DATA_DIR / default_questions[args.corpus], corpus)
     embedder.embed(["warm up"])
 
     searchers = {}
@@ -182,7 +197,7 @@ def main() -> None:
             rows.append(["", style, sm["hit@1"], sm["hit@5"], sm["mrr@10"], ""])
 
     table = print_table(
-        f"Retrieval quality: {len(questions)} questions, {report.documents} stdlib docs, "
+        f"Retrieval quality: {len(questions)} questions, {report.documents} {args.corpus} docs, "
         f"{report.chunks} chunks, embedder {embedder.name} ({args.backend}, embeds "
         f"{args.embed_input})",
         ["retriever", "queries", "hit@1", "hit@5", "MRR@10", "ms/query"],
@@ -202,6 +217,7 @@ def main() -> None:
     }
     path = write_result(
         "bench_retrieval"
+        + ("" if args.corpus == "stdlib" else f"_{args.corpus}")
         + ("" if args.backend == "auto" else f"_{args.backend}")
         + ("" if args.embed_input == "title+headings" else "_text"),
         {

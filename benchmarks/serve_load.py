@@ -107,7 +107,12 @@ def main() -> None:
         help="requests per level, one number or one per level (default 16,48,64; --quick 4,8,16)",
     )
     parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads (all cores)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="llama.cpp threads for both servers (default: what Hearth picks, 1 for a small model)",
+    )
     parser.add_argument(
         "--hearth-args",
         default="--queue-size 256",
@@ -157,7 +162,8 @@ def main() -> None:
 
     model_path = str(smollm2_path())
     count_tokens = loadgen.gguf_token_counter(model_path)
-    threads = args.threads or serve_procs.n_threads()
+    threads = args.threads or serve_procs.n_threads(model_path)
+    hearth_env.setdefault("HEARTH_LLAMA_THREADS", str(threads))  # the same for both servers
     # The peer's sampler defaults add a repeat penalty of 1.1; Hearth applies none.
     extra = {HEARTH: {}, PEER: {"repeat_penalty": 1.0}}
 

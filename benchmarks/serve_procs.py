@@ -40,9 +40,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def n_threads() -> int:
-    """All the cores this process may use (what Hearth's llama.cpp backend picks by default)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+def n_threads(model_path: Path | str | None = None) -> int:
+    """The llama.cpp threads Hearth's backend picks by default for `model_path` (the bundled
+    model when None), so the peer server can be given the same number."""
+    from hearth.llm import smollm2_path
+    from hearth.llm.llamacpp import default_threads
+
+    return default_threads(Path(model_path) if model_path else smollm2_path())
 
 
 def wait_ready(server: Server, path: str, timeout_s: float) -> None:
@@ -137,7 +141,7 @@ def llama_cpp_server(
 ) -> Iterator[Server]:
     """llama-cpp-python's OpenAI server, set up like Hearth's llama.cpp backend.
 
-    Same context (2048), batch (512), threads and seed; the GGUF's own chat template (no
+    Same context (2048), batch (512), threads (decode: `threads`; prompt: every core) and seed; the GGUF's own chat template (no
     --chat_format). Two of its defaults are changed because they would handicap it, not
     Hearth: `--interrupt_requests False` (by default a new request cuts off the one streaming,
     which would end most concurrent streams early) and `--logits_all False` (by default it keeps
@@ -163,7 +167,7 @@ def llama_cpp_server(
         "--n_threads",
         str(threads),
         "--n_threads_batch",
-        str(threads),
+        str(max(threads, len(os.sched_getaffinity(0)))),  # prompts on every core, as Hearth
         "--seed",
         "0",
         "--logits_all",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from hearth.errors import ContextWindowError
@@ -113,3 +115,24 @@ def test_building_the_model_is_cheap_and_loads_lazily():
     assert model._llama is None
     assert model.warm_up() is model
     assert model._llama is not None
+
+
+def test_thread_count_small_model_one_thread_else_all_cores(tmp_path, monkeypatch):
+    from hearth.llm import smollm2_path
+    from hearth.llm.llamacpp import GGUF_MAGIC, LlamaCppModel, default_threads
+
+    monkeypatch.delenv("HEARTH_LLAMA_THREADS", raising=False)
+    assert default_threads(smollm2_path()) == 1  # 94 MiB: barriers cost more than a thread
+    big = tmp_path / "big.gguf"
+    with big.open("wb") as f:  # sparse: 400 MiB on paper, a few bytes on disk
+        f.write(GGUF_MAGIC)
+        f.truncate(400 * 2**20)
+    assert default_threads(big) == len(os.sched_getaffinity(0))
+    monkeypatch.setenv("HEARTH_LLAMA_THREADS", "3")
+    assert default_threads(big) == 3
+    assert LlamaCppModel(smollm2_path()).n_threads == 3
+    assert LlamaCppModel(smollm2_path(), n_threads=2).n_threads == 2
+    assert LlamaCppModel(smollm2_path()).n_threads_batch == max(3, len(os.sched_getaffinity(0)))
+    monkeypatch.setenv("HEARTH_LLAMA_THREADS", "many")
+    with pytest.raises(ValueError, match="HEARTH_LLAMA_THREADS must be a whole number"):
+        default_threads(big)

@@ -141,11 +141,12 @@ def llama_cpp_server(
 ) -> Iterator[Server]:
     """llama-cpp-python's OpenAI server, set up like Hearth's llama.cpp backend.
 
-    Same context (2048), batch (512), threads (decode: `threads`; prompt: every core) and seed; the GGUF's own chat template (no
-    --chat_format). Two of its defaults are changed because they would handicap it, not
-    Hearth: `--interrupt_requests False` (by default a new request cuts off the one streaming,
-    which would end most concurrent streams early) and `--logits_all False` (by default it keeps
-    the logits of every prompt token, extra work Hearth does not do).
+    Same context (2048), batch (512), threads (decode: `threads`; prompt: every core) and
+    seed; the GGUF's own chat template (no --chat_format). Two of its defaults are changed
+    because they would handicap it, not Hearth: `--interrupt_requests False` (by default a new
+    request cuts off the one streaming, which would end most concurrent streams early) and
+    `--logits_all False` (by default it keeps the logits of every prompt token, extra work
+    Hearth does not do).
     """
     threads = threads or n_threads()
     cmd = [

@@ -38,6 +38,7 @@ def test_upload_list_read_search_delete(hearth_server, served_index):
 
         saved = served_index.resolve() / "uploads" / "parking.md"
         assert saved.read_text() == PARKING
+        assert not (served_index.resolve() / ".upload-tmp").exists()  # no scratch left behind
         listed = {d["source"]: d for d in documents(http)}
         doc = listed[str(saved)]
         assert doc["file_type"] == "md" and doc["chunks"] >= 1 and doc["bytes"] == len(PARKING)
@@ -91,6 +92,7 @@ def test_bad_upload_is_skipped_and_the_stored_version_kept(hearth_server, served
         assert (uploads / "lockers.json").read_text() == good
         assert not (served_index.resolve() / "escape.md").exists()
         assert not (uploads / "tool.exe").exists()
+        assert not (served_index.resolve() / ".upload-tmp").exists()  # backups restored, gone
         http.delete(f"/v1/documents/{doc['id']}")
 
 

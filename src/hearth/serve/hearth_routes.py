@@ -7,6 +7,7 @@ for that name before stays as it was (file on disk included).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -80,60 +81,70 @@ async def ingest(
 
 
 def _ingest_uploads(index: ServedIndex, uploads: list[UploadFile]) -> dict[str, Any]:
+    with index.ingest_lock:
+        scratch = index.root.resolve() / ".upload-tmp"
+        try:
+            return _ingest_uploads_locked(index, uploads, scratch)
+        finally:
+            with contextlib.suppress(OSError):  # only when empty: nothing of this call is left
+                scratch.rmdir()
+
+
+def _ingest_uploads_locked(
+    index: ServedIndex, uploads: list[UploadFile], scratch: Path
+) -> dict[str, Any]:
     skipped: list[dict[str, str]] = []
     saved: dict[str, str] = {}  # real path of the saved file -> name the client gave
     backups: dict[Path, Path] = {}  # saved file -> the earlier file of that name, set aside
-    with index.ingest_lock:
-        uploads_dir = index.uploads.resolve()
-        scratch = index.root.resolve() / ".upload-tmp"
-        uploads_dir.mkdir(parents=True, exist_ok=True)
-        scratch.mkdir(parents=True, exist_ok=True)
-        for upload in uploads:
-            name = safe_name(upload.filename)
-            if name is None:
-                skipped.append(
-                    {
-                        "path": upload.filename or "",
-                        "reason": "unsafe file name: send a plain name without folders, "
-                        "leading dots or control characters",
-                    }
-                )
-                continue
-            target = uploads_dir / name
-            if os.path.realpath(target) in saved:
-                skipped.append({"path": name, "reason": "the same file name was sent twice"})
-                continue
-            part = scratch / f"{uuid.uuid4().hex}.part"
-            with part.open("wb") as out:
-                shutil.copyfileobj(upload.file, out, 1 << 20)
-            if target.exists():
-                backup = scratch / f"{uuid.uuid4().hex}.bak"
-                os.replace(target, backup)
-                backups[target] = backup
-            os.replace(part, target)
-            saved[os.path.realpath(target)] = name
+    uploads_dir = index.uploads.resolve()
+    uploads_dir.mkdir(parents=True, exist_ok=True)
+    scratch.mkdir(parents=True, exist_ok=True)
+    for upload in uploads:
+        name = safe_name(upload.filename)
+        if name is None:
+            skipped.append(
+                {
+                    "path": upload.filename or "",
+                    "reason": "unsafe file name: send a plain name without folders, "
+                    "leading dots or control characters",
+                }
+            )
+            continue
+        target = uploads_dir / name
+        if os.path.realpath(target) in saved:
+            skipped.append({"path": name, "reason": "the same file name was sent twice"})
+            continue
+        part = scratch / f"{uuid.uuid4().hex}.part"
+        with part.open("wb") as out:
+            shutil.copyfileobj(upload.file, out, 1 << 20)
+        if target.exists():
+            backup = scratch / f"{uuid.uuid4().hex}.bak"
+            os.replace(target, backup)
+            backups[target] = backup
+        os.replace(part, target)
+        saved[os.path.realpath(target)] = name
 
-        report = index.indexer().ingest(list(saved), progress=False) if saved else None
-        if report is None:
-            totals = index.store.stats()
-            result = {"added": 0, "updated": 0, "unchanged": 0, "removed": 0}
-            result |= {"documents": totals["documents"], "chunks": totals["chunks"]}
-            return {**result, "skipped": skipped}
+    report = index.indexer().ingest(list(saved), progress=False) if saved else None
+    if report is None:
+        totals = index.store.stats()
+        result = {"added": 0, "updated": 0, "unchanged": 0, "removed": 0}
+        result |= {"documents": totals["documents"], "chunks": totals["chunks"]}
+        return {**result, "skipped": skipped}
 
-        for item in report.skipped:
-            real = os.path.realpath(item["path"])
-            name = saved.get(real)
-            if name is None:
-                continue
-            target = Path(real)
-            backup = backups.pop(target, None)
-            if backup is not None:
-                os.replace(backup, target)  # the stored document still matches this file
-            else:
-                target.unlink(missing_ok=True)
-            skipped.append({"path": name, "reason": item["reason"]})
-        for backup in backups.values():
-            backup.unlink(missing_ok=True)
+    for item in report.skipped:
+        real = os.path.realpath(item["path"])
+        name = saved.get(real)
+        if name is None:
+            continue
+        target = Path(real)
+        backup = backups.pop(target, None)
+        if backup is not None:
+            os.replace(backup, target)  # the stored document still matches this file
+        else:
+            target.unlink(missing_ok=True)
+        skipped.append({"path": name, "reason": item["reason"]})
+    for backup in backups.values():
+        backup.unlink(missing_ok=True)
     return {
         "added": report.added,
         "updated": report.updated,

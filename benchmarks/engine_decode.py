@@ -182,15 +182,6 @@ def gguf_bytes(path) -> int:
     return sum(int(t.n_bytes) for t in gguf.GGUFReader(path).tensors)
 
 
-def same_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--max-tokens", type=int, default=64)
@@ -213,6 +204,7 @@ def main() -> None:
     from hearth.engine.model import LlamaModel
     from hearth.engine.perplexity import perplexity
     from hearth.engine.quant import decode_weight_bytes, quantize
+    from hearth.engine.speculative import common_prefix
     from hearth.engine.tokenizer import load_tokenizer
     from hearth.engine.weights import default_model_path
 
@@ -293,7 +285,8 @@ def main() -> None:
         tps = run.decode_tok_s()
         gbs = tps * run.bytes_per_token / 1e9
         agree = [
-            same_prefix(run.outputs[i], fp32.outputs[i]) / len(run.outputs[i]) for i in run.outputs
+            common_prefix(run.outputs[i], fp32.outputs[i]) / len(run.outputs[i])
+            for i in run.outputs
         ]
         record = {
             "engine": run.name,

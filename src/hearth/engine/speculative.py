@@ -107,7 +107,7 @@ class ModelDrafter:
     def _sync(self, context: Sequence[int]) -> torch.Tensor:
         """Roll the cache back to its common prefix with `context`, feed the rest (at least the
         last token); return the next-token logits."""
-        keep = _common_prefix(self.cached, context)
+        keep = common_prefix(self.cached, context)
         keep = min(keep, len(context) - 1)
         self.cache.truncate(keep)
         self.cached = list(context)
@@ -148,7 +148,8 @@ def truncated_draft(model: LlamaModel, n_layers: int) -> LlamaModel:
     return draft
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading items `a` and `b` share."""
     n = 0
     for x, y in zip(a, b, strict=False):
         if x != y:

@@ -80,7 +80,6 @@ class Indexer:
         self.max_file_bytes = max_file_bytes
         # what new indexes embed; an existing index keeps what it was built with
         self.embed_input = embed_input
-        self._mode: EmbedInput = embed_input
 
     def ingest(self, inputs: list[str], progress: bool = True) -> IngestReport:
         """Bring the index up to date with `inputs` (files, folders, globs)."""
@@ -89,7 +88,7 @@ class Indexer:
 
         started = time.perf_counter()
         self.store.check_embedder(self.embedder.name, self.embedder.dim)
-        self._mode = self.store.embed_input(self.embed_input)  # type: ignore[assignment]
+        mode: EmbedInput = self.store.embed_input(self.embed_input)  # type: ignore[assignment]
         discovery = discover(inputs)
         report = IngestReport(
             missing=list(discovery.missing), ignored=[str(p) for p in discovery.ignored]
@@ -104,7 +103,7 @@ class Indexer:
             for p in discovery.ignored
         ]
         stored = self.store.document_hashes()
-        run = _Run(self, report)
+        run = _Run(self, report, mode)
         seen: set[str] = set()
 
         with _progress_bar(progress, len(discovery.files)) as bar:
@@ -150,9 +149,10 @@ class Indexer:
 class _Run:
     """The streaming buffer of one ingest: pending documents in discovery order."""
 
-    def __init__(self, indexer: Indexer, report: IngestReport):
+    def __init__(self, indexer: Indexer, report: IngestReport, mode: EmbedInput):
         self.indexer = indexer
         self.report = report
+        self.mode = mode  # what each chunk's vector is computed from (the index's choice)
         self.pending: list[_Pending] = []
         self.unembedded = 0  # chunks in `pending` still waiting for vectors
 
@@ -177,8 +177,7 @@ class _Run:
             take = min(size - len(texts), len(item.chunks) - item.embedded)
             if take:
                 chunks = item.chunks[item.embedded : item.embedded + take]
-                mode, source = self.indexer._mode, item.doc.source
-                texts += [embedding_input(c, source, mode) for c in chunks]
+                texts += [embedding_input(c, item.doc.source, self.mode) for c in chunks]
                 owners.append((item, take))
         if not texts:
             return

@@ -69,7 +69,8 @@ def metrics(ranks: list[int | None]) -> dict[str, float]:
 
 
 class RankBM25Peer:
-    """BM25Okapi (rank_bm25) over the same chunks, lower-cased word tokens."""
+    """BM25Okapi (rank_bm25) over the same chunks, lower-cased word tokens; chunks with the same
+    text count once, as in Hearth's retrievers."""
 
     name = "rank_bm25 (peer)"
 
@@ -86,9 +87,15 @@ class RankBM25Peer:
     def search(self, query: str, k: int) -> list[tuple[str, str]]:
         import numpy as np
 
+        from hearth.rag.retrievers import passage_key
+
         scores = self.bm25.get_scores(self.tokens(query))
-        top = np.argsort(-scores, kind="stable")[:k]
-        return [self.chunks[i] for i in top]
+        hits: dict[str, tuple[str, str]] = {}
+        for i in np.argsort(-scores, kind="stable"):
+            hits.setdefault(passage_key(self.chunks[i][1]), self.chunks[i])
+            if len(hits) == k:
+                break
+        return list(hits.values())
 
 
 def build_index(

@@ -99,10 +99,35 @@ def test_search_json_hits_point_at_exact_spans(corpus: Path, index: Path):
         "text",
         "page",
         "headings",
+        "duplicates",
     }
     assert "Door code" in first["headings"]
+    assert first["duplicates"] == []
     text = Path(first["source"]).read_text(encoding="utf-8")
     assert text[first["start"] : first["end"]] == first["text"]
+
+
+def test_search_shows_a_copied_file_once(tmp_path: Path):
+    for folder in ("notes", "backup"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "handbook.md").write_text(DOOR, encoding="utf-8")
+    idx = tmp_path / "idx"
+    assert run_hearth("ingest", "notes", "backup", index=idx, cwd=tmp_path).returncode == 0
+    out = run_hearth("search", "reset the door code", "-k", "2", "--json", index=idx, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    hits = json.loads(out.stdout)["hits"]
+    assert len(hits) == 2 and hits[0]["text"] != hits[1]["text"]
+    for hit in hits:  # each passage once, with its copy in the other folder listed
+        (copy,) = hit["duplicates"]
+        assert {Path(hit["source"]).parent.name, Path(copy["source"]).parent.name} == {
+            "notes",
+            "backup",
+        }
+    out = run_hearth(
+        "search", "reset the door code", "-k", "1", index=idx, cwd=tmp_path, env={"COLUMNS": "400"}
+    )
+    copy_path = hits[0]["duplicates"][0]["source"]
+    assert f"same text also in: {copy_path}" in out.stdout
 
 
 def test_search_filters_by_type_and_glob(corpus: Path, index: Path):

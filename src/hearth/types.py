@@ -57,6 +57,9 @@ class ScoredChunk:
     chunk: Chunk
     score: float
     scores: dict[str, float] = field(default_factory=dict)  # e.g. {"bm25": 7.1, "dense": 0.62}
+    # Other chunks with the same text (whitespace aside) that this hit stands for: a file
+    # copied to two folders, a boilerplate paragraph, an inherited method listed twice.
+    duplicates: list[Chunk] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

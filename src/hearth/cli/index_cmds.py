@@ -43,6 +43,7 @@ def hit_to_json(hit: ScoredChunk) -> dict[str, Any]:
         "text": c.text,
         "page": c.page,
         "headings": list(c.headings),
+        "duplicates": [{"source": d.source, "chunk_id": d.id} for d in hit.duplicates],
     }
 
 
@@ -178,6 +179,11 @@ def search(
             highlight=False,
         )
         console.print("   " + escape(c.text.replace("\n", " ")[:300]), highlight=False)
+        if hit.duplicates:
+            copies = sorted({d.source for d in hit.duplicates})
+            console.print(
+                f"   [dim]same text also in: {escape(', '.join(copies))}[/]", highlight=False
+            )
 
 
 def _effective_context(spec: str) -> int | None:

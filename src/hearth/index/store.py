@@ -445,7 +445,7 @@ class SQLiteStore:
                     "AND c.document_id IN (SELECT value FROM json_each(?))"
                 )
                 params.append(json.dumps(allowed.tolist()))
-        sql += " ORDER BY s LIMIT ?"
+        sql += " ORDER BY s, 1 LIMIT ?"  # ties by chunk id: the same top k whatever k asks
         params.append(int(k))
         with self._lock:
             informative = self._informative_terms(terms)
@@ -500,7 +500,7 @@ class SQLiteStore:
                 return []
         k = min(k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
-        top = top[np.argsort(-scores[top], kind="stable")]
+        top = top[np.lexsort((matrix.chunk_ids[top], -scores[top]))]  # ties by chunk id
         ids = [int(matrix.chunk_ids[i]) for i in top]
         chunks = self._chunks_by_id(ids)
         return [

@@ -259,4 +259,8 @@ def _hit_json(hit: Any) -> dict[str, Any]:
         "text": c.text,
         "page": c.page,
         "headings": list(c.headings),
+        "duplicates": [
+            {"source": d.source, "document_id": d.document_id, "chunk_id": d.id}
+            for d in hit.duplicates
+        ],
     }

@@ -328,6 +328,12 @@ class Deleted(BaseModel):
     deleted: bool
 
 
+class SearchCopy(BaseModel):
+    source: str
+    document_id: int | None
+    chunk_id: int | None
+
+
 class SearchHit(BaseModel):
     source: str
     document_id: int | None
@@ -338,6 +344,9 @@ class SearchHit(BaseModel):
     text: str
     page: int | None
     headings: list[str]
+    duplicates: list[SearchCopy] = Field(
+        description="other chunks with the same text (whitespace aside), folded into this hit"
+    )
 
 
 class SearchResult(BaseModel):

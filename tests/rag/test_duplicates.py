@@ -10,6 +10,7 @@ from hearth.rag.retrievers import (
     DenseRetriever,
     HybridRetriever,
     collapse_duplicates,
+    hit_to_json,
     make_retriever,
     passage_key,
 )
@@ -122,3 +123,13 @@ def test_collapse_keeps_rank_order_and_first_copy():
     kept = collapse_duplicates(hits)
     assert [h.chunk.id for h in kept] == [3, 1]
     assert [c.id for c in kept[0].duplicates] == [2]
+
+
+def test_json_lists_the_copies_with_their_sources_and_ids(store, embedder):
+    (door,) = make_retriever("hybrid", store, embedder).retrieve(QUERY, k=1)
+    plain, served = hit_to_json(door), hit_to_json(door, document_ids=True)
+    assert "document_id" not in plain and served["document_id"] == door.chunk.document_id
+    assert [c["chunk_id"] for c in plain["duplicates"]] == [c.id for c in door.duplicates]
+    assert {c["source"] for c in served["duplicates"]} == {c.source for c in door.duplicates}
+    assert all(c["document_id"] is not None for c in served["duplicates"])
+    assert plain["text"] == door.chunk.text

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hearth.errors import HearthError
-from hearth.types import Filters, ScoredChunk
+from hearth.types import Filters
 
 console = Console()
 
@@ -30,21 +30,6 @@ def make_filters(source: str | None, types: list[str] | None) -> Filters | None:
         source_glob=source, file_types=tuple(t.lower().lstrip(".") for t in types or ()) or None
     )
     return None if filters.is_empty() else filters
-
-
-def hit_to_json(hit: ScoredChunk) -> dict[str, Any]:
-    c = hit.chunk
-    return {
-        "source": c.source,
-        "chunk_id": c.id,
-        "score": round(float(hit.score), 6),
-        "start": c.start,
-        "end": c.end,
-        "text": c.text,
-        "page": c.page,
-        "headings": list(c.headings),
-        "duplicates": [{"source": d.source, "chunk_id": d.id} for d in hit.duplicates],
-    }
 
 
 def print_json(obj: Any) -> None:
@@ -149,6 +134,8 @@ def search(
     ),
 ) -> None:
     """Find the passages that best match a query."""
+    from hearth.rag.retrievers import hit_to_json
+
     app = _ctx(ctx)
     s = app.settings()
     if retriever is not None and retriever not in RETRIEVERS:

@@ -160,6 +160,25 @@ def _add_copies(entry: ScoredChunk, chunks: list[Chunk]) -> None:
             known.add(chunk.id)
 
 
+def hit_to_json(hit: ScoredChunk, *, document_ids: bool = False) -> dict[str, Any]:
+    """A search hit as `hearth search --json` prints it; `document_ids` adds the store's
+    document ids (as /v1/search returns them)."""
+    c = hit.chunk
+    ids = (lambda chunk: {"document_id": chunk.document_id}) if document_ids else (lambda _: {})
+    return {
+        "source": c.source,
+        **ids(c),
+        "chunk_id": c.id,
+        "score": round(float(hit.score), 6),
+        "start": c.start,
+        "end": c.end,
+        "text": c.text,
+        "page": c.page,
+        "headings": list(c.headings),
+        "duplicates": [{"source": d.source, **ids(d), "chunk_id": d.id} for d in hit.duplicates],
+    }
+
+
 RETRIEVERS: dict[str, Callable[[Any, Embedder], Retriever]] = {
     "bm25": lambda store, embedder: BM25Retriever(store),
     "dense": lambda store, embedder: DenseRetriever(store, embedder),

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from hearth.index.store import NotInIndexError
+from hearth.rag.retrievers import hit_to_json
 from hearth.serve import schemas as s
 from hearth.serve.errors import APIError
 from hearth.serve.rag import make_filters
@@ -244,23 +245,4 @@ async def search(body: s.SearchRequest, request: Request) -> JSONResponse:
     hits = await run_in_threadpool(
         lambda: index.retriever(body.retriever).retrieve(body.query, k=k, filters=filters)
     )
-    return JSONResponse({"hits": [_hit_json(h) for h in hits]})
-
-
-def _hit_json(hit: Any) -> dict[str, Any]:
-    c = hit.chunk
-    return {
-        "source": c.source,
-        "document_id": c.document_id,
-        "chunk_id": c.id,
-        "score": round(float(hit.score), 6),
-        "start": c.start,
-        "end": c.end,
-        "text": c.text,
-        "page": c.page,
-        "headings": list(c.headings),
-        "duplicates": [
-            {"source": d.source, "document_id": d.document_id, "chunk_id": d.id}
-            for d in hit.duplicates
-        ],
-    }
+    return JSONResponse({"hits": [hit_to_json(h, document_ids=True) for h in hits]})

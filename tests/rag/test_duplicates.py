@@ -13,6 +13,7 @@ from hearth.rag.retrievers import (
     hit_to_json,
     make_retriever,
     passage_key,
+    unique_top,
 )
 from hearth.types import Chunk, Document, ScoredChunk
 
@@ -123,6 +124,7 @@ def test_collapse_keeps_rank_order_and_first_copy():
     kept = collapse_duplicates(hits)
     assert [h.chunk.id for h in kept] == [3, 1]
     assert [c.id for c in kept[0].duplicates] == [2]
+    assert all(h.duplicates == [] for h in hits)  # the hits passed in are left alone
 
 
 def test_json_lists_the_copies_with_their_sources_and_ids(store, embedder):
@@ -133,3 +135,28 @@ def test_json_lists_the_copies_with_their_sources_and_ids(store, embedder):
     assert {c["source"] for c in served["duplicates"]} == {c.source for c in door.duplicates}
     assert all(c["document_id"] is not None for c in served["duplicates"])
     assert plain["text"] == door.chunk.text
+
+
+def test_unique_top_asks_for_more_only_while_copies_crowd_out_k_passages():
+    ranking = [_hit(i, "same text", 1.0) for i in range(200)] + [
+        _hit(200 + i, f"passage {i}", 0.5) for i in range(3)
+    ]
+    asked: list[int] = []
+
+    def search(n):
+        asked.append(n)
+        return ranking[:n]
+
+    hits = unique_top(search, 3)
+    assert asked == [6, 24, 96]  # three rounds, then it settles for what it has
+    assert [h.chunk.text for h in hits] == ["same text"]
+    assert len(hits[0].duplicates) == 95
+
+    asked.clear()
+    assert len(unique_top(lambda n: search(n) if n > 0 else [], 1)) == 1
+    assert asked == [2]  # one fetch is enough when k distinct passages are in it
+
+    asked.clear()
+    few = ranking[198:]  # 2 copies + 3 passages: the index runs out before 2k
+    hits = unique_top(lambda n: (asked.append(n), few[:n])[1], 4)
+    assert asked == [8] and len(hits) == 4

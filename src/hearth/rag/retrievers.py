@@ -8,6 +8,7 @@ returns k distinct passages: chunks with the same text are one hit (see `collaps
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -30,13 +31,16 @@ def passage_key(text: str) -> str:
 
 
 def collapse_duplicates(hits: Iterable[ScoredChunk]) -> list[ScoredChunk]:
-    """Keep the best-ranked hit of each passage; later hits with the same text are appended to
-    its `duplicates` instead of taking a result slot (and a numbered place in a RAG prompt)."""
+    """Keep the best-ranked hit of each passage; later hits with the same text are listed in
+    its `duplicates` instead of taking a result slot (and a numbered place in a RAG prompt).
+    Returns new hits: the ones passed in are left as they were."""
     kept: dict[str, ScoredChunk] = {}
     for hit in hits:
-        first = kept.setdefault(passage_key(hit.chunk.text), hit)
-        if first is not hit:
-            first.duplicates.append(hit.chunk)
+        key = passage_key(hit.chunk.text)
+        if key in kept:
+            _add_copies(kept[key], [hit.chunk, *hit.duplicates])
+        else:
+            kept[key] = replace(hit, scores=dict(hit.scores), duplicates=list(hit.duplicates))
     return list(kept.values())
 
 

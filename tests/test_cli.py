@@ -128,6 +128,16 @@ def test_search_shows_a_copied_file_once(tmp_path: Path):
     )
     copy_path = hits[0]["duplicates"][0]["source"]
     assert f"same text also in: {copy_path}" in out.stdout
+    out = run_hearth(
+        "ask",
+        "How do I reset the door code?",
+        "--extractive",
+        index=idx,
+        cwd=tmp_path,
+        env={"COLUMNS": "400"},
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"same text also in: {copy_path}" in out.stdout
 
 
 def test_search_filters_by_type_and_glob(corpus: Path, index: Path):

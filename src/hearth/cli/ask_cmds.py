@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from hearth.cli.index_cmds import make_filters, print_json
+from hearth.cli.index_cmds import copies_line, make_filters, print_json
 
 console = Console(highlight=False)
 
@@ -54,6 +54,7 @@ def print_answer_tail(answer, streamed_text: str | None) -> None:
     if not answer.citations:
         return
     console.print("\n[bold]Sources[/]")
+    copies = {hit.chunk.id: hit.duplicates for hit in answer.passages}
     for c in answer.citations:
         where = []
         if c.page:
@@ -66,6 +67,8 @@ def print_answer_tail(answer, streamed_text: str | None) -> None:
         )
         quoted = " ".join(c.text.split())
         console.print(f'    [italic]"{escape(quoted)}"[/]')
+        if line := copies_line(copies.get(c.chunk_id, [])):
+            console.print("    " + line)
 
 
 def show_answer(events: Iterator[Any], *, stream: bool = True):

@@ -32,6 +32,12 @@ def make_filters(source: str | None, types: list[str] | None) -> Filters | None:
     return None if filters.is_empty() else filters
 
 
+def copies_line(duplicates: list) -> str | None:
+    """The dim "same text also in: ..." line under a hit whose text other chunks repeat."""
+    sources = sorted({d.source for d in duplicates})
+    return f"[dim]same text also in: {escape(', '.join(sources))}[/]" if sources else None
+
+
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
     sys.stdout.flush()
@@ -166,11 +172,8 @@ def search(
             highlight=False,
         )
         console.print("   " + escape(c.text.replace("\n", " ")[:300]), highlight=False)
-        if hit.duplicates:
-            copies = sorted({d.source for d in hit.duplicates})
-            console.print(
-                f"   [dim]same text also in: {escape(', '.join(copies))}[/]", highlight=False
-            )
+        if copies := copies_line(hit.duplicates):
+            console.print("   " + copies, highlight=False)
 
 
 def _effective_context(spec: str) -> int | None:

@@ -62,8 +62,9 @@ _turn = itertools.count()
 def bound_generation(body: dict, models: list[str]) -> None:
     """Keep generation short, and aim three of four requests at a model that is served.
 
-    A random model id only ever meets the 404 path; a served one reaches the generation,
-    RAG and embedding code with the fuzzer's other values.
+    A random model id only ever meets the 404 path; a served one of the right kind (an
+    embedding model for /v1/embeddings, a chat or rag model elsewhere) reaches the
+    generation, RAG and embedding code with the fuzzer's other values.
     """
     turn = next(_turn)
     if isinstance(body.get("model"), str) and turn % 4 != 3:
@@ -85,9 +86,12 @@ def bound_generation(body: dict, models: list[str]) -> None:
 
 def test_no_request_gets_a_server_error(fuzz_server):
     auth = {"Authorization": f"Bearer {fuzz_server.api_key}"}
-    models = [
-        m["id"] for m in httpx.get(fuzz_server.base_url + "/v1/models", headers=auth).json()["data"]
-    ]
+    cards = httpx.get(fuzz_server.base_url + "/v1/models", headers=auth).json()["data"]
+    models = {
+        "embedding": [m["id"] for m in cards if m["kind"] == "embedding"],
+        "generation": [m["id"] for m in cards if m["kind"] != "embedding"],
+    }
+    assert models["embedding"] and models["generation"]
     schema = schemathesis.openapi.from_url(
         fuzz_server.base_url + "/openapi.json", headers=auth, timeout=30
     )
@@ -100,7 +104,8 @@ def test_no_request_gets_a_server_error(fuzz_server):
 
     def cap(context, case, kwargs) -> None:
         if isinstance(case.body, dict):
-            bound_generation(case.body, models)
+            kind = "embedding" if case.operation.path == "/v1/embeddings" else "generation"
+            bound_generation(case.body, models[kind])
 
     def record(context, case, response) -> None:
         calls.append(

@@ -129,6 +129,13 @@ class CompletionRequest(SamplingFields):
 
 
 class EmbeddingRequest(_Open):
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [{"model": "all-MiniLM-L6-v2", "input": ["reset the door code"]}]
+        },
+    )
+
     model: str = Field(min_length=1, max_length=1000)
     input: Text | Annotated[list[Text], Field(min_length=1, max_length=MAX_INPUTS)]
     encoding_format: Literal["float", "base64"] = "float"

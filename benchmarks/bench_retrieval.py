@@ -266,6 +266,7 @@ def main() -> None:
             for name in searchers
         }
     rows = []
+    styles_of = "all" if len(sets) > 1 else next(iter(sets))  # per-style rows for this set
     for set_name, by_searcher in results.items():
         n = len(next(iter(by_searcher.values()))["ranks"])
         for name, m in by_searcher.items():
@@ -273,7 +274,7 @@ def main() -> None:
             rows.append(
                 [f"{set_name} ({n})", name, "all", m["hit@1"], m["hit@5"], m["mrr@10"], ms or ""]
             )
-            if set_name == ("all" if len(sets) > 1 else set_name):
+            if set_name == styles_of:
                 for style, sm in m["by_style"].items():
                     rows.append(["", "", style, sm["hit@1"], sm["hit@5"], sm["mrr@10"], ""])
 

@@ -148,6 +148,8 @@ def llama_cpp_server(
     `--logits_all False` (by default it keeps the logits of every prompt token, extra work
     Hearth does not do).
     """
+    from hearth.llm.llamacpp import prompt_threads
+
     threads = threads or n_threads()
     cmd = [
         sys.executable,
@@ -168,7 +170,7 @@ def llama_cpp_server(
         "--n_threads",
         str(threads),
         "--n_threads_batch",
-        str(max(threads, len(os.sched_getaffinity(0)))),  # prompts on every core, as Hearth
+        str(prompt_threads(threads)),  # prompts on every core, as Hearth reads them
         "--seed",
         "0",
         "--logits_all",

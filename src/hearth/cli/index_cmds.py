@@ -53,21 +53,10 @@ def ingest(
 ) -> None:
     """Add or update documents in the index (incremental: unchanged files cost nothing)."""
     from hearth.index.indexer import Indexer
-    from hearth.ingest.splitter import Splitter
 
     app = _ctx(ctx)
     s = app.settings()
-    embedder = app.embedder()
-    splitter = Splitter(
-        embedder.count_tokens, chunk_tokens=s.chunk_tokens, overlap_tokens=s.chunk_overlap
-    )
-    indexer = Indexer(
-        app.store(),
-        embedder,
-        splitter,
-        max_file_bytes=int(s.max_file_mb * 2**20),
-        embed_input="title+headings" if s.contextual_headers else "text",
-    )
+    indexer = Indexer.from_settings(app.store(), app.embedder(), s)
     report = indexer.ingest(list(paths), progress=progress and not as_json and sys.stderr.isatty())
     result = {
         "added": report.added,

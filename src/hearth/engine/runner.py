@@ -92,7 +92,7 @@ class ModelRunner:
     def sample(seqs: Seq[Sequence], logits: torch.Tensor) -> list[int]:
         """Plain greedy rows share one argmax; rows with penalties or sampling go one by one
         through sample_next with their own seeded generator (as the single-sequence loop)."""
-        plain = [_plain_greedy(seq) for seq in seqs]
+        plain = [seq.params.is_plain_greedy for seq in seqs]
         out = logits.float().argmax(dim=-1).tolist() if any(plain) else [0] * len(seqs)
         for i, seq in enumerate(seqs):
             if not plain[i]:
@@ -100,13 +100,3 @@ class ModelRunner:
                 token = sample_next(logits[i : i + 1], seen, seq.params, seq.generator)
                 out[i] = int(token[0])
         return out
-
-
-def _plain_greedy(seq: Sequence) -> bool:
-    p = seq.params
-    return (
-        p.is_greedy
-        and p.repetition_penalty == 1.0
-        and p.presence_penalty == 0.0
-        and p.frequency_penalty == 0.0
-    )

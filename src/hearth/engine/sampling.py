@@ -110,6 +110,17 @@ class SamplingParams:
         """True when the next token is the argmax (greedy, or sampling at temperature 0)."""
         return self.strategy == "greedy" or (self.strategy == "sample" and self.temperature == 0)
 
+    @property
+    def is_plain_greedy(self) -> bool:
+        """True when the next token is the argmax of the raw logits: greedy with no
+        repetition, presence or frequency penalty to apply first."""
+        return (
+            self.is_greedy
+            and self.repetition_penalty == 1.0
+            and self.presence_penalty == 0.0
+            and self.frequency_penalty == 0.0
+        )
+
     def generator(self, device: torch.device | str = "cpu") -> torch.Generator | None:
         """A torch.Generator seeded with `seed` (None without a seed: global RNG)."""
         if self.seed is None:

@@ -193,7 +193,7 @@ def verify(
     """Check `draft` against the target's logits (len(draft) + 1 x vocab, the first predicting
     the token after `context`). Returns (drafts accepted, the token the target adds after them:
     the correction at the first rejection, or a bonus token when all are accepted)."""
-    if params.is_greedy and not _has_penalties(params):
+    if params.is_plain_greedy:
         # every position's choice at once: the argmax of each row
         best = logits[: len(draft.tokens) + 1].argmax(dim=-1).tolist()
         for i, token in enumerate(draft.tokens):
@@ -213,14 +213,6 @@ def verify(
         seen.append(token)
     bonus = next_token_probs(logits[len(draft.tokens)], seen, params)
     return len(draft.tokens), _choose(bonus, params, gen)
-
-
-def _has_penalties(params: SamplingParams) -> bool:
-    return (
-        params.repetition_penalty != 1.0
-        or params.presence_penalty != 0.0
-        or params.frequency_penalty != 0.0
-    )
 
 
 def _draft_q(draft: Draft, i: int, p: torch.Tensor) -> torch.Tensor:

@@ -81,6 +81,25 @@ class Indexer:
         # what new indexes embed; an existing index keeps what it was built with
         self.embed_input = embed_input
 
+    @classmethod
+    def from_settings(cls, store: SQLiteStore, embedder: Embedder, settings: Any) -> Indexer:
+        """The Indexer `hearth ingest` and the server's /v1/ingest use: chunk budget, overlap,
+        file size limit and embedding input from `settings` (a hearth.config.Settings)."""
+        from hearth.ingest.splitter import Splitter
+
+        splitter = Splitter(
+            embedder.count_tokens,
+            chunk_tokens=settings.chunk_tokens,
+            overlap_tokens=settings.chunk_overlap,
+        )
+        return cls(
+            store,
+            embedder,
+            splitter,
+            max_file_bytes=int(settings.max_file_mb * 2**20),
+            embed_input="title+headings" if settings.contextual_headers else "text",
+        )
+
     def ingest(self, inputs: list[str], progress: bool = True) -> IngestReport:
         """Bring the index up to date with `inputs` (files, folders, globs)."""
         from hearth.ingest.discover import discover

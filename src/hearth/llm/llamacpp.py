@@ -56,6 +56,12 @@ def default_threads(path: Path) -> int:
     return _cores()
 
 
+def prompt_threads(decode_threads: int) -> int:
+    """llama.cpp threads for reading a prompt: every core this process may use (a batch of
+    prompt tokens has enough work per operation to share), never fewer than for decoding."""
+    return max(decode_threads, _cores())
+
+
 def _cores() -> int:
     """The cores this process may run on."""
     if hasattr(os, "sched_getaffinity"):
@@ -121,7 +127,7 @@ class LlamaCppModel:
         # decode steps: one token's arithmetic (see default_threads); prompt reading (batches
         # of up to n_batch tokens) has enough per operation to use every core
         self.n_threads = n_threads or default_threads(self.path)
-        self.n_threads_batch = max(self.n_threads, _cores())
+        self.n_threads_batch = prompt_threads(self.n_threads)
         self.seed = seed
         self.n_batch = n_batch
         self.last_finish_reason: str | None = None  # of the latest stream()

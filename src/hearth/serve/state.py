@@ -46,20 +46,8 @@ class ServedIndex:
 
     def indexer(self) -> Any:
         from hearth.index.indexer import Indexer
-        from hearth.ingest.splitter import Splitter
 
-        s = self.settings
-        embedder = self.models.embedder()
-        splitter = Splitter(
-            embedder.count_tokens, chunk_tokens=s.chunk_tokens, overlap_tokens=s.chunk_overlap
-        )
-        return Indexer(
-            self.store,
-            embedder,
-            splitter,
-            max_file_bytes=int(s.max_file_mb * 2**20),
-            embed_input="title+headings" if s.contextual_headers else "text",
-        )
+        return Indexer.from_settings(self.store, self.models.embedder(), self.settings)
 
     def close(self) -> None:
         self.store.close()

@@ -75,16 +75,46 @@ class Filters:
         return not self.source_glob and not self.file_types
 
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A function call a model asked for, in OpenAI's shape: `arguments` is JSON text."""
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+    def as_openai(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
 
 
 @dataclass
 class Message:
+    """One chat turn. An assistant turn may carry `tool_calls`; a "tool" turn answers one of
+    them (`tool_call_id`) with the tool's output in `content`."""
+
     role: Role
     content: str
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_call_id: str | None = None
+    name: str | None = None  # the tool's name, on a "tool" turn
 
-    def as_dict(self) -> dict[str, str]:
-        return {"role": self.role, "content": self.content}
+    def as_dict(self) -> dict[str, Any]:
+        """OpenAI's wire shape (only the fields that are set)."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = [c.as_openai() for c in self.tool_calls]
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        if self.name is not None:
+            out["name"] = self.name
+        return out
 
 
 @dataclass
@@ -101,16 +131,19 @@ class Usage:
 class ChatResult:
     text: str
     model: str
-    finish_reason: str = "stop"  # "stop" | "length"
+    finish_reason: str = "stop"  # "stop" | "length" | "tool_calls"
     usage: Usage = field(default_factory=Usage)
+    tool_calls: list[ToolCall] = field(default_factory=list)
 
 
 @dataclass
 class StreamEnd:
-    """The last item of `ChatModel.stream_events`: why generation stopped and what it cost."""
+    """The last item of `ChatModel.stream_events`: why generation stopped, what it cost, and
+    the tool calls the model made (their text is not streamed as content)."""
 
-    finish_reason: str = "stop"  # "stop" | "length"
+    finish_reason: str = "stop"  # "stop" | "length" | "tool_calls"
     usage: Usage = field(default_factory=Usage)
+    tool_calls: list[ToolCall] = field(default_factory=list)
 
 
 def generation_kwargs(accepted: Any, params: dict[str, Any]) -> dict[str, Any]:
@@ -150,6 +183,9 @@ class ChatModel(Protocol):
 
     Capabilities are attributes so callers can check before they ask.
     Common params: max_tokens, temperature, top_p, stop, seed; unknown ones are a TypeError.
+    Models with `supports_tools` also take `tools` (OpenAI function definitions) and
+    `tool_choice` ("auto", "none", "required" or {"type": "function", "function": {"name"}}),
+    and return the calls in `ChatResult.tool_calls` / `StreamEnd.tool_calls`.
     """
 
     name: str

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hearth.errors import ConfigError, ContextWindowError, HearthError, ModelNotFoundError
+from hearth.errors import (
+    CapabilityError,
+    ConfigError,
+    ContextWindowError,
+    HearthError,
+    ModelNotFoundError,
+)
+from hearth.llm.tool_calls import ToolCallSplitter, ToolRequest, tool_request
 from hearth.types import ChatResult, Message, StreamEnd, Usage, generation_kwargs, text_deltas
 
 if TYPE_CHECKING:
@@ -26,7 +33,6 @@ if TYPE_CHECKING:
     from hearth.engine.tokenizer import Tokenizer
 
 PRECISIONS = ("fp32", "bf16", "int8")
-SMOLLM2_ALIASES = ("smollm2", "smollm2-135m", "smollm2-135m-instruct", "default")
 _FINISH = {"eos": "stop", "stop": "stop", "length": "length"}
 
 
@@ -39,6 +45,8 @@ class ChatParams:
     top_p: float = 0.95
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    tools: Any = None  # OpenAI function definitions (hearth.llm.tool_calls checks them)
+    tool_choice: Any = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
@@ -86,7 +94,6 @@ class EngineChatModel:
     """
 
     can_stream = True
-    supports_tools = False
     supports_json_schema = False
 
     def __init__(
@@ -123,14 +130,35 @@ class EngineChatModel:
         self._outboxes: dict[int, queue.SimpleQueue] = {}
         self._ids = itertools.count()
         self._thread: threading.Thread | None = None
+        self._supports_tools: bool | None = None
+
+    @property
+    def supports_tools(self) -> bool:
+        """Whether the model's chat template takes tools (Hermes <tool_call> format)."""
+        if self._supports_tools is None:
+            from hearth.llm.tool_calls import template_supports_tools
+
+            if self._tokenizer is not None:
+                template = self._tokenizer.chat_template
+            elif self.path.suffix == ".gguf":
+                from hearth.llm.gguf_info import read_metadata
+
+                template = read_metadata(self.path).get("tokenizer.chat_template")
+            else:
+                template = _folder_template(self.path)
+            self._supports_tools = template_supports_tools(template)
+        return self._supports_tools
 
     @classmethod
     def from_spec(cls, target: str, context_size: int = 2048, **kw: Any) -> EngineChatModel:
-        """`smollm2` (the embedded GGUF), a .gguf path, or a safetensors folder."""
-        if target.lower() in SMOLLM2_ALIASES:
-            from hearth.llm import smollm2_path
+        """An embedded model's name (`smollm2`, `qwen2.5-coder-0.5b`: its file verified by
+        hash), a .gguf path, or a safetensors folder."""
+        from hearth.llm import catalog, embedded_path
 
-            return cls(smollm2_path(), context_size, name="engine:smollm2", **kw)
+        embedded = catalog.find(target)
+        if embedded is not None:
+            path = embedded_path(embedded.name)
+            return cls(path, context_size, name=f"engine:{embedded.name}", **kw)
         path = Path(target).expanduser().resolve()
         return cls(path, context_size, name=f"engine:{path.name}", **kw)
 
@@ -247,10 +275,14 @@ class EngineChatModel:
     def count_tokens(self, messages: list[Message]) -> int:
         return len(self._encode(messages))
 
-    def _encode(self, messages: list[Message]) -> list[int]:
+    def _encode(self, messages: list[Message], tools: ToolRequest | None = None) -> list[int]:
         self._load()
         with self._tok_lock:
-            return self._tokenizer.encode_chat(messages)
+            tok = self._tokenizer
+            text = tok.render_chat(messages, tools=tools.tools if tools else None)
+            if tools is not None:
+                text += tools.prefix()  # a forced call: the turn starts with its syntax
+            return tok.encode(text, add_special_tokens=False)
 
     def _decode(self, ids: list[int]) -> str:
         with self._tok_lock:
@@ -264,19 +296,26 @@ class EngineChatModel:
                 parts.append(event)
             else:
                 end = event
-        return ChatResult("".join(parts), self.name, end.finish_reason, end.usage)
+        return ChatResult("".join(parts), self.name, end.finish_reason, end.usage, end.tool_calls)
 
     def stream(self, messages: list[Message], **params: Any) -> Iterator[str]:
         return text_deltas(self.stream_events(messages, **params))
 
     def stream_events(self, messages: list[Message], **params: Any) -> Iterator[str | StreamEnd]:
         chat_params = ChatParams.from_kwargs(**params)  # a bad parameter fails right here
-        return self._stream_events(messages, chat_params)
+        tools = tool_request(chat_params.tools, chat_params.tool_choice)
+        if tools is not None and not self.supports_tools:
+            raise CapabilityError(
+                f"{self.name} cannot call tools: its chat template has no tool-call format. "
+                "Use a model that has one, e.g. engine:qwen2.5-coder-0.5b"
+            )
+        return self._stream_events(messages, chat_params, tools)
 
-    def _stream_events(self, messages: list[Message], params: ChatParams):
+    def _stream_events(self, messages: list[Message], params: ChatParams, tools):
         from hearth.engine.decoding import _release
 
-        prompt_ids = self._encode(messages)
+        prompt_ids = self._encode(messages, tools)
+        splitter = ToolCallSplitter(tools.prefix(), tools.names()) if tools else None
         room = self.context_size - len(prompt_ids)
         if room < 1:
             raise ContextWindowError(
@@ -310,12 +349,47 @@ class EngineChatModel:
             for delta in _release(tokens(), sampling, self._decode, eos_ids):
                 completion += len(delta.token_ids)
                 reason = delta.finish_reason or reason
-                if delta.text:
-                    yield delta.text
+                shown = splitter.feed(delta.text) if splitter and delta.text else delta.text
+                if shown:
+                    yield shown
         finally:
             if not finished:  # closed early, or a stop string the engine has not seen yet
                 self._inbox.put(("abort", rid))
-        yield StreamEnd(_FINISH.get(reason, "stop"), Usage(len(prompt_ids), completion))
+        calls = []
+        if splitter is not None:
+            rest, calls = splitter.finish()
+            if rest:
+                yield rest
+        finish = "tool_calls" if calls else _FINISH.get(reason, "stop")
+        yield StreamEnd(finish, Usage(len(prompt_ids), completion), calls)
 
     def __repr__(self) -> str:
         return f"EngineChatModel({str(self.path)!r}, context_size={self.context_size})"
+
+
+def _folder_template(folder: Path) -> str | None:
+    """A Hugging Face folder's chat template (chat_template.jinja or tokenizer_config.json)."""
+    import json
+
+    jinja = folder / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    try:
+        config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    template = config.get("chat_template")
+    return template if isinstance(template, str) else None
+
+
+def _load_engine(target: str, context_size: int, **kw: Any) -> EngineChatModel:
+    """engine:smollm2 | engine:qwen2.5-coder-0.5b | engine:/path/model.gguf | engine:/path/folder"""
+    return EngineChatModel.from_spec(target, context_size, **kw)
+
+
+def register_backend() -> None:
+    """Put `engine:` in hearth.llm's registry (run through the `hearth.backends` entry point,
+    so hearth.llm never imports the engine)."""
+    from hearth.llm.registry import register
+
+    register("engine", _load_engine)

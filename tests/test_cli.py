@@ -292,3 +292,33 @@ def test_text_with_brackets_prints_as_written_and_a_bad_glob_is_one_line(tmp_pat
     assert bad.returncode == 1
     assert "invalid glob pattern 'a[b-a]c'" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_json_failures_print_one_error_object(corpus: Path, index: Path, tmp_path: Path):
+    """Under --json every failure is `{"error": ...}` on stdout with a non-zero exit."""
+    cases = [
+        (("search", "door", "--json"), tmp_path / "no-index", 1, "no index"),
+        (("ask", "door?", "--json", "--model", "/nowhere/m.gguf"), index, 1, "/nowhere/m.gguf"),
+        (("search", "door", "-k", "many", "--json"), index, 2, "--top-k"),
+        (("ask", "--json"), index, 2, "question"),
+    ]
+    for args, idx, code, needle in cases:
+        out = run_hearth(*args, index=idx, cwd=corpus)
+        assert out.returncode == code, (args, out.stdout, out.stderr)
+        lines = out.stdout.splitlines()
+        assert len(lines) == 1, (args, out.stdout)
+        assert needle in json.loads(lines[0])["error"], (args, lines[0])
+
+
+def test_ask_and_chat_with_the_instruction_model(corpus: Path, index: Path):
+    spec = "local:qwen2.5-coder-0.5b"
+    out = run_hearth("ask", "What is the front door code?", "--json", "--model", spec,
+                     index=index, cwd=corpus)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)
+    assert answer["model"] == spec and "4711" in answer["answer"]
+    assert any("handbook.md" in c["source"] for c in answer["citations"])
+    chat = run_hearth("chat", "--model", spec, index=index, cwd=corpus,
+                      stdin="How much does the coffee machine cost?\n/exit\n")  # fmt: skip
+    assert chat.returncode == 0, chat.stderr
+    assert "12" in chat.stdout

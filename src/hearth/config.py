@@ -36,6 +36,11 @@ class Settings(BaseSettings):
         description="chat model: local:smollm2, a .gguf path, ollama:NAME, openai:NAME, ... "
         "(docs/models.md)",
     )
+    instruct_model: str = Field(
+        "local:qwen2.5-coder-0.5b",
+        description="chat model for commands that need instructions followed and tool calls "
+        "(extract, sql, agent, graph, judge); any spec `model` takes",
+    )
     context_size: int | None = Field(
         None,
         ge=256,

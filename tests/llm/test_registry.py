@@ -67,3 +67,28 @@ def test_registry_is_a_dict_plugins_can_extend():
         del llm.REGISTRY["test-plugin"]
     assert made == [("anything", 300)]
     assert model.context_size == 300
+
+
+def test_the_engine_registers_through_its_entry_point_without_llm_importing_it():
+    """hearth.llm never imports hearth.engine; `engine:` arrives via `hearth.backends`."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, hearth.llm as llm\n"
+        "assert 'engine' not in llm.REGISTRY and 'hearth.engine' not in sys.modules\n"
+        "m = llm.load('engine:smollm2', context_size=256)\n"
+        "assert type(m).__module__ == 'hearth.engine.chat_model', type(m)\n"
+        "assert m.name == 'engine:smollm2' and m.context_size == 256\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("spec", ["local:qwen2.5-coder-0.5b", "local:qwen", "engine:qwen"])
+def test_the_instruction_model_loads_by_name(spec):
+    from hearth.llm import catalog, fetch
+
+    model = llm.load(spec)
+    assert model.path == fetch.models_dir() / catalog.QWEN_CODER.file_name
+    assert model.name.endswith(":qwen2.5-coder-0.5b") and model.supports_tools

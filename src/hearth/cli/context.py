@@ -5,6 +5,7 @@ Every object is created lazily so a command pays only for what it uses.
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,10 +76,44 @@ class AppContext:
             self._store = None
 
 
-def run_guarded(app: typer.Typer) -> None:
-    """Run the app; Hearth's own errors print as one clean line, not a traceback."""
+def run_guarded(app: typer.Typer, argv: list[str] | None = None) -> None:
+    """Run the app. Hearth's own errors print as one clean line, not a traceback; with --json
+    every failure (a bad flag included) prints one `{"error": ...}` object on stdout instead,
+    and the exit status is non-zero either way."""
+    args = sys.argv[1:] if argv is None else argv
+    as_json = "--json" in args
     try:
-        app()
+        code = app(args=args, standalone_mode=False, prog_name="hearth")
     except HearthError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-        sys.exit(1)
+        _fail(str(exc), 1, as_json)
+    except Exception as exc:  # noqa: BLE001 - sorted below
+        if _is_usage_error(exc):  # bad flags, missing arguments (click's or typer's own)
+            if not as_json:
+                exc.show()  # type: ignore[attr-defined]
+                sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+            _fail(exc.format_message(), exc.exit_code, as_json)  # type: ignore[attr-defined]
+        if type(exc).__name__ == "Abort":
+            _fail("aborted", 130, as_json)
+        if not as_json:  # a bug: the traceback helps
+            raise
+        import traceback
+
+        traceback.print_exc()  # and --json still gets its one object
+        _fail(f"internal error ({type(exc).__name__}: {exc})", 1, as_json)
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+def _is_usage_error(exc: Exception) -> bool:
+    """click.ClickException and typer's vendored copy (typer >= 0.20) look alike; neither is
+    importable from the other, so recognise them by what they do."""
+    return all(hasattr(exc, a) for a in ("format_message", "exit_code", "show"))
+
+
+def _fail(message: str, code: int, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps({"error": message}, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    else:
+        err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    sys.exit(code or 1)

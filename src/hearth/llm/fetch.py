@@ -117,7 +117,7 @@ def status(model: EmbeddedModel, *, rehash: bool = False, progress: Progress | N
         out.sha256 = stamp.get("sha256")
         out.extra = stamp.get("extra", {})
     else:
-        out.sha256 = _hash_file(path, progress, f"verifying {model.file_name}")
+        out.sha256 = hash_file(path, progress, f"verifying {model.file_name}")
     if out.sha256 != model.sha256:
         out.problem = (
             f"{path} has sha256 {out.sha256}, not {model.sha256} ({model.hash_source}); "
@@ -281,7 +281,8 @@ def _check_space(folder: Path, model: EmbeddedModel) -> None:
 # ---- hashing and stamps ------------------------------------------------------------------
 
 
-def _hash_file(path: Path, progress: Progress | None, what: str) -> str:
+def hash_file(path: Path, progress: Progress | None = None, what: str = "hashing") -> str:
+    """sha256 of a file, read in 8 MiB blocks (progress reported per block)."""
     digest = hashlib.sha256()
     total = path.stat().st_size
     done = 0

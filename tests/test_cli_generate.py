@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 KEYS = {
-    "text", "token_ids", "tokens_per_second", "strategy",
+    "text", "token_ids", "tokens_per_second", "seconds", "warmup_seconds",
+    "tokens_per_second_with_warmup", "precision", "strategy",
     "draft_tokens_accepted", "draft_tokens_proposed",
 }  # fmt: skip
 
@@ -36,6 +37,24 @@ def test_greedy_json():
     assert 1 <= len(data["token_ids"]) <= 16
     assert data["tokens_per_second"] > 0
     assert (data["draft_tokens_accepted"], data["draft_tokens_proposed"]) == (0, 0)
+    from hearth.engine.config import DEFAULT_PRECISION
+
+    assert data["precision"] == DEFAULT_PRECISION
+    # loading and quantizing are counted beside the speed, not hidden from it
+    assert data["warmup_seconds"] > 0
+    with_warmup = len(data["token_ids"]) / (data["seconds"] + data["warmup_seconds"])
+    assert data["tokens_per_second_with_warmup"] == pytest.approx(with_warmup, rel=0.02)
+
+
+@pytest.mark.slow
+def test_fp32_and_the_instruction_model_by_name():
+    fp32 = hearth("The capital of France is", "--max-tokens", "8", "--precision", "fp32", "--json")
+    assert fp32.returncode == 0, fp32.stderr
+    assert json.loads(fp32.stdout)["precision"] == "fp32"
+    qwen = hearth("def add(a, b):", "--model", "qwen2.5-coder-0.5b", "--max-tokens", "12",
+                  "--precision", "fp32", "--json")  # fmt: skip
+    assert qwen.returncode == 0, qwen.stderr
+    assert "return a + b" in json.loads(qwen.stdout)["text"]
 
 
 RAG_PROMPT = (

@@ -49,7 +49,7 @@ def user(text: str) -> list[Message]:
 
 
 def generator_text(engine_model, engine_tokenizer, question: str, max_tokens: int) -> str:
-    gen = Generator()
+    gen = Generator(precision="fp32")  # the session fixture's fp32 model
     gen.model, gen.tokenizer = engine_model, engine_tokenizer
     ids = engine_tokenizer.encode_chat(user(question))
     return gen.run(ids, SamplingParams(max_tokens=max_tokens)).text

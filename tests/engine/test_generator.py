@@ -72,9 +72,9 @@ def test_generator_init_is_cheap_and_checks_dtype():
 
 @pytest.fixture(scope="module")
 def real(engine_model, engine_tokenizer):
-    cached = Generator()
+    cached = Generator(precision="fp32")  # the session fixture's fp32 model
     cached.model, cached.tokenizer = engine_model, engine_tokenizer
-    plain = Generator(use_cache=False)
+    plain = Generator(use_cache=False, precision="fp32")
     plain.model, plain.tokenizer = engine_model, engine_tokenizer
     return cached, plain
 
@@ -101,7 +101,11 @@ def test_real_model_sampling_is_seeded_and_chat_works(real):
     assert cached.run("Hello", params).token_ids == plain.run("Hello", params).token_ids
     report = cached.run("Say hi.", SamplingParams(max_tokens=8), chat=True)
     assert report.text.strip()
-    assert set(report.as_json()) == {
-        "text", "token_ids", "tokens_per_second", "strategy",
+    out = report.as_json()
+    assert set(out) == {
+        "text", "token_ids", "tokens_per_second", "seconds", "warmup_seconds",
+        "tokens_per_second_with_warmup", "precision", "strategy",
         "draft_tokens_accepted", "draft_tokens_proposed",
     }  # fmt: skip
+    assert out["precision"] == "fp32" and out["seconds"] > 0
+    assert out["tokens_per_second_with_warmup"] <= out["tokens_per_second"]

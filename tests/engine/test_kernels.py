@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture
 def onednn_from_2_rows():
     kept = kernels.onednn_min_rows()
-    kernels.set_onednn_min_rows(2)  # the default
+    kernels.set_onednn_min_rows(2)  # the default on AVX512 CPUs
     yield
     kernels.set_onednn_min_rows(kept)
 
@@ -43,10 +43,11 @@ def test_linear_gives_f_linear_numbers(onednn_from_2_rows, rows, inner):
         ref = F.linear(x, w, b)
     assert ours.shape == ref.shape == (1, rows, 320)
     assert torch.allclose(ours, ref, rtol=1e-5, atol=2e-4)
-    # both are fp32 sums; oneDNN's single accumulation chain rounds worse, within 3x
+    # both are fp32 sums; oneDNN's single accumulation chain rounds worse, within 3x where
+    # it is the default route (AVX512); on AVX2 it measured 2.4-4.5x and MKL stays the default
     err_ours = (ours.double() - _truth(x, w, b)).abs().max().item()
     err_ref = (ref.double() - _truth(x, w, b)).abs().max().item()
-    assert err_ours <= 3 * err_ref + 1e-6
+    assert err_ours <= (3 if kernels._default_min_rows() else 6) * err_ref + 1e-6
     if rows == 1:
         assert torch.equal(ours, ref)  # below the threshold it IS F.linear
 
@@ -96,5 +97,5 @@ def test_real_model_is_as_accurate_as_transformers(engine_model, hf_model, engin
             ours = max(ours, (engine_model(ids).double() - truth).abs().max().item())
             hf = max(hf, (hf_model(ids).logits.double() - truth).abs().max().item())
     print(f"max abs error vs float64: ours {ours:.2e}, transformers {hf:.2e}")
-    assert kernels.onednn_min_rows() == 2
+    assert kernels.onednn_min_rows() == kernels._default_min_rows()
     assert ours <= 1.5 * hf

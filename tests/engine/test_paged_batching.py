@@ -35,7 +35,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def solo(engine_model, engine_tokenizer):
     """Tokens a prompt gets alone from the existing Generator (cached greedy), memoized."""
-    gen = Generator()
+    gen = Generator(precision="fp32")  # the session fixture's fp32 model
     gen.model, gen.tokenizer = engine_model, engine_tokenizer
     memo: dict = {}
 

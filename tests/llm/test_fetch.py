@@ -31,8 +31,10 @@ def _wheel(folder: Path, package: str, member: str, data: bytes) -> Path:
     info = f"{dist}-0.1.0.dist-info"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr(member, data)
-        zf.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {package}\nVersion: 0.1.0\n")
-        zf.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        meta = f"Metadata-Version: 2.1\nName: {package}\nVersion: 0.1.0\n"
+        zf.writestr(f"{info}/METADATA", meta)
+        wheel = "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        zf.writestr(f"{info}/WHEEL", wheel)
         zf.writestr(f"{info}/RECORD", "")
     return path
 

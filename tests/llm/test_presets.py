@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from hearth import llm
-from hearth.llm.registry import prefixes
 from hearth.errors import MissingKeyError, ModelNotFoundError
 from hearth.llm.anthropic_api import AnthropicModel
 from hearth.llm.openai_compat import OpenAICompatModel
 from hearth.llm.presets import PLACEHOLDER_KEY, PRESETS, resolve, split_target
+from hearth.llm.registry import prefixes
 
 HOSTED = [p for p in PRESETS.values() if p.key_required]
 SELF_HOSTED = [p for p in PRESETS.values() if not p.key_required]

@@ -10,6 +10,7 @@ import pytest
 from hearth.serve import schemas as s
 
 CHAT_MODEL = "local:smollm2"
+INSTRUCT_MODEL = "local:qwen2.5-coder-0.5b"  # the instruct_model setting's default
 EMBED_MODEL = "all-MiniLM-L6-v2"
 HELLO = [{"role": "user", "content": "Name three colors."}]
 
@@ -27,9 +28,14 @@ def sse_events(response) -> list[dict | str]:
 def test_models_lists_chat_rag_and_embedder(client):
     models = client.models.list()
     ids = [m.id for m in models.data]
-    assert ids == [CHAT_MODEL, "hearth-rag", EMBED_MODEL]
+    assert ids == [CHAT_MODEL, INSTRUCT_MODEL, "hearth-rag", EMBED_MODEL]
     kinds = {m.id: m.model_extra["kind"] for m in models.data}
-    assert kinds == {CHAT_MODEL: "chat", "hearth-rag": "rag", EMBED_MODEL: "embedding"}
+    assert kinds == {
+        CHAT_MODEL: "chat",
+        INSTRUCT_MODEL: "chat",
+        "hearth-rag": "rag",
+        EMBED_MODEL: "embedding",
+    }
     assert client.models.retrieve("hearth-rag").owned_by == "hearth"
 
 
@@ -203,3 +209,13 @@ def test_unsupported_parameters_are_refused_not_ignored(client):
     with pytest.raises(openai.BadRequestError) as err:
         client.embeddings.create(model=CHAT_MODEL, input="x")
     assert err.value.body["code"] == "model_not_supported"
+
+
+def test_the_instruction_model_answers_over_the_api(client):
+    """Served by default beside the chat model (loaded on its first request)."""
+    reply = client.chat.completions.create(
+        model=INSTRUCT_MODEL,
+        messages=[{"role": "user", "content": "What is 2 + 3? Answer with the number only."}],
+        max_tokens=8,
+    )
+    assert reply.model == INSTRUCT_MODEL and "5" in reply.choices[0].message.content

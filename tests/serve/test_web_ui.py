@@ -92,7 +92,7 @@ def test_page_loads_offline_and_lists_chat_models(browser, ui_server):
         model = page.get_by_label("Model")
         page.wait_for_function("document.querySelectorAll('#model option').length > 1")
         options = model.locator("option").all_text_contents()
-        assert "hearth-rag" in options
+        assert "hearth-rag" in options and "local:qwen2.5-coder-0.5b" in options
         assert model.input_value() == "hearth-rag"
         assert not any("minilm" in o.lower() for o in options), options  # the embedder can't chat
         page.locator("#doc-list li").first.wait_for()

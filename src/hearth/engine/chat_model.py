@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hearth.engine.config import PRECISIONS
 from hearth.errors import (
     CapabilityError,
     ConfigError,
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     from hearth.engine.sampling import SamplingParams
     from hearth.engine.tokenizer import Tokenizer
 
-PRECISIONS = ("fp32", "bf16", "int8")
 _FINISH = {"eos": "stop", "stop": "stop", "length": "length"}
 
 

@@ -13,6 +13,12 @@ from typing import Any, Literal
 
 from hearth.errors import ConfigError
 
+# Weight precisions the engine runs (hearth.engine.quant). The default is the fastest whose
+# perplexity stays within 0.5% of fp32 on the embedded models (benchmarks/engine_decode.py);
+# fp32 stays one flag away and is the one that equals transformers token for token.
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
+DEFAULT_PRECISION = "int8"
+
 RopeKind = Literal["linear", "llama3", "dynamic"]
 _ROPE_ALIASES = {"linear": "linear", "llama3": "llama3", "dynamic": "dynamic", "ntk": "dynamic"}
 # GGUF architectures whose rotary layout is the same as Llama's (and whose keys we read).

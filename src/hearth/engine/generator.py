@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hearth.engine.config import DEFAULT_PRECISION
 from hearth.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -108,7 +109,12 @@ def hidden_step(model: LlamaModel):
 
 @dataclass
 class GenerationReport:
-    """One generation: text and tokens (EOS excluded), speed, and the beam tree if any."""
+    """One generation: text and tokens (EOS excluded), speed, and the beam tree if any.
+
+    `seconds` runs from the request to the last token: reading the prompt and any first-use
+    work (oneDNN weight layouts made on the first multi-row matmul) are in it.
+    `warmup_seconds` is what the Generator spent before it (loading and quantizing the weights,
+    compiling): paid once per process, reported beside the speed rather than hidden."""
 
     text: str
     token_ids: list[int]
@@ -119,16 +125,28 @@ class GenerationReport:
     tree: BeamTree | None = None
     draft_tokens_accepted: int = 0
     draft_tokens_proposed: int = 0
+    warmup_seconds: float = 0.0
+    precision: str = "fp32"
 
     @property
     def tokens_per_second(self) -> float:
         return len(self.token_ids) / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def tokens_per_second_with_warmup(self) -> float:
+        """What one `hearth generate` run delivers, loading included."""
+        total = self.seconds + self.warmup_seconds
+        return len(self.token_ids) / total if total > 0 else 0.0
 
     def as_json(self) -> dict[str, Any]:
         return {
             "text": self.text,
             "token_ids": self.token_ids,
             "tokens_per_second": round(self.tokens_per_second, 2),
+            "seconds": round(self.seconds, 3),
+            "warmup_seconds": round(self.warmup_seconds, 3),
+            "tokens_per_second_with_warmup": round(self.tokens_per_second_with_warmup, 2),
+            "precision": self.precision,
             "strategy": self.strategy,
             "draft_tokens_accepted": self.draft_tokens_accepted,
             "draft_tokens_proposed": self.draft_tokens_proposed,
@@ -148,24 +166,29 @@ class Generator:
         *,
         dtype: str = "float32",
         use_cache: bool = True,
-        precision: str = "fp32",
+        precision: str = DEFAULT_PRECISION,
     ) -> None:
         if dtype not in ("float32", "bfloat16", "float16"):
             raise ConfigError(f"dtype {dtype!r}: use float32, bfloat16 or float16")
         if precision not in ("fp32", "bf16", "int8"):
             raise ConfigError(f"precision {precision!r}: use fp32, bf16 or int8")
         if precision != "fp32" and dtype != "float32":
-            raise ConfigError("precision bf16/int8 quantizes fp32 weights: leave dtype float32")
+            raise ConfigError(
+                f"precision {precision} quantizes fp32 weights: pass precision='fp32' with "
+                f"dtype={dtype!r}, or leave dtype float32"
+            )
         self.precision = precision
         self.model_path = Path(model_path) if model_path is not None else None
         self.dtype = dtype
         self.use_cache = use_cache
         self.model: LlamaModel | None = None
         self.tokenizer: Tokenizer | None = None
+        self.warmup_seconds = 0.0  # loading + quantizing, measured by warm_up()
 
     def warm_up(self) -> Generator:
         if self.model is not None:
             return self
+        started = time.perf_counter()
         import torch
 
         from hearth.engine.model import LlamaModel
@@ -182,6 +205,7 @@ class Generator:
 
             quantize(self.model, self.precision)
         self.tokenizer = load_tokenizer(path)
+        self.warmup_seconds = time.perf_counter() - started
         return self
 
     # --- prompts ---
@@ -252,6 +276,8 @@ class Generator:
             len(ids),
             seconds,
             result.tree,
+            warmup_seconds=self.warmup_seconds,
+            precision=self.precision,
         )
 
     def _run_speculative(
@@ -304,6 +330,8 @@ class Generator:
             seconds,
             draft_tokens_accepted=result.draft_tokens_accepted,
             draft_tokens_proposed=result.draft_tokens_proposed,
+            warmup_seconds=self.warmup_seconds,
+            precision=self.precision,
         )
 
     def stream(

@@ -8,6 +8,11 @@ layout; oneDNN's 3-row kernel costs what one row does, so 2 rows are padded to 3
 copy is made on a weight's first multi-row call and kept on the tensor; an in-place edit of the
 weight (its version changes) makes a new one. It costs one more copy of each weight in memory,
 which `set_onednn_min_rows(None)` avoids.
+
+All of that was measured on an AVX512 CPU. On an AVX2-only CPU (an AMD EPYC without AVX512,
+benchmarks/engine_kernels.py) oneDNN's fp32 kernels
+summed 2.4-4.5x further from the exact result than MKL and were slower on wide inputs (0.6-0.9x
+on the 4,864-input down projection), so there the default is MKL for every row count.
 """
 
 from __future__ import annotations
@@ -15,8 +20,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+def _default_min_rows() -> int | None:
+    """2 where the route was measured faster and as accurate (AVX512 CPUs), else None."""
+    return 2 if torch.backends.cpu.get_cpu_capability().startswith("AVX512") else None
+
+
 # rows from which a linear goes through oneDNN's packed weight; None: never
-_MIN_ROWS: int | None = 2
+_MIN_ROWS: int | None = _default_min_rows()
 # fewer rows than this are padded with zero rows up to it (see linear())
 _PAD_TO_ROWS = 3
 # the batch size oneDNN is told to pack for (its layout is chosen for it; any size runs)
@@ -29,7 +39,7 @@ _MAX_INNER = 1024
 
 def set_onednn_min_rows(rows: int | None) -> None:
     """Route fp32 linears with at least `rows` rows to oneDNN (None: always MKL; the default
-    is 2)."""
+    is 2 on AVX512 CPUs, None elsewhere)."""
     global _MIN_ROWS
     if rows is not None and rows < 1:
         raise ValueError(f"rows must be >= 1 or None, got {rows}")

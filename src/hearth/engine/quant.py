@@ -20,13 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hearth.engine.config import PRECISIONS
 from hearth.errors import ConfigError
 
 if TYPE_CHECKING:
     from hearth.engine.model import LlamaModel
 
 Precision = Literal["fp32", "bf16", "int8"]
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
 # what the int8 kernel and oneDNN's packed matmul take as input (and bf16 weights are stored in)
 LOW_DTYPE = torch.bfloat16
 
@@ -160,8 +160,9 @@ class PackedLinear(nn.Module):
 
     @classmethod
     def from_linears(cls, parts: list[nn.Linear]) -> nn.Module:
-        """One packed bf16 layer for parts with the same input (outputs concatenated); a plain
-        bf16 nn.Linear where oneDNN cannot pack (no mkldnn build, a non-CPU device)."""
+        """One packed bf16 layer for parts with the same input (outputs concatenated); a
+        `Bf16Linear` where oneDNN cannot pack (no mkldnn build, a non-CPU device, a CPU
+        without AVX512 / AVX-NE-CONVERT)."""
         weight, bias = _concat(parts)
         weight = weight.to(LOW_DTYPE)
         try:
@@ -169,11 +170,7 @@ class PackedLinear(nn.Module):
                 raise RuntimeError("oneDNN packing is CPU only")
             return cls(weight, bias)
         except (RuntimeError, AttributeError):
-            linear = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
-            linear.weight = nn.Parameter(weight, requires_grad=False)
-            if bias is not None:
-                linear.bias = nn.Parameter(bias.to(LOW_DTYPE), requires_grad=False)
-            return linear
+            return Bf16Linear(weight, bias)
 
     @property
     def nbytes(self) -> int:
@@ -187,6 +184,34 @@ class PackedLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in={self.in_features}, out={self.out_features}, oneDNN packed bf16"
+
+
+class Bf16Linear(nn.Module):
+    """bf16 weights without oneDNN's packing: the input rounded to bf16, the output back in the
+    caller's dtype (a plain bf16 nn.Linear would refuse fp32 activations). Few rows run torch's
+    bf16 matmul; on a CPU, many rows (prefill, perplexity) upcast the weight and run the fp32
+    matmul instead, since torch's bf16 matmul without AVX512 is several times slower there.
+    Both multiply the same bf16 numbers."""
+
+    upcast_rows = 16
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.out_features, self.in_features = weight.shape
+        w = weight.detach().to(LOW_DTYPE).contiguous()
+        self.weight = nn.Parameter(w, requires_grad=False)
+        b = None if bias is None else nn.Parameter(bias.detach().to(LOW_DTYPE), requires_grad=False)
+        self.bias = b
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        low = x.to(LOW_DTYPE)
+        if x.device.type == "cpu" and x.numel() >= self.upcast_rows * self.in_features:
+            bias = None if self.bias is None else self.bias.float()
+            return F.linear(low.float(), self.weight.float(), bias).to(x.dtype)
+        return F.linear(low, self.weight, self.bias).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_features}, out={self.out_features}, bf16 (unpacked)"
 
 
 class _HeadWeight(nn.Module):

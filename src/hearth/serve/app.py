@@ -47,7 +47,9 @@ def build_state(config: ServeConfig, settings: Settings) -> ServerState:
         settings.embedder, backend=settings.embed_backend, batch_size=settings.embed_batch_size
     )
     models = ServedModels(
-        [settings.model, *config.extra_models], embedder, context_size=settings.context_size
+        [settings.model, settings.instruct_model, *config.extra_models],
+        embedder,
+        context_size=settings.context_size,
     )
     index = ServedIndex(settings, models)
     slots = {

@@ -25,7 +25,7 @@ class ServeConfig(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     api_keys: tuple[str, ...] = ()
-    extra_models: tuple[str, ...] = ()  # served besides the settings' chat model
+    extra_models: tuple[str, ...] = ()  # served besides the settings' model and instruct_model
     # None: what the served models run well at once (1 with a llama.cpp model, else 16)
     max_concurrency: int | None = Field(
         None, ge=1, le=256, description="generations running at once"

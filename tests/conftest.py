@@ -8,6 +8,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tests that only need some chat model use the small, fast SmolLM2 (the default `model` is
+# Qwen2.5-Coder, chosen for answer quality); tests of the instruction model name it.
+os.environ.setdefault("HEARTH_MODEL", "local:smollm2")
 
 
 @pytest.fixture(scope="session")

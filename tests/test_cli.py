@@ -322,3 +322,16 @@ def test_ask_and_chat_with_the_instruction_model(corpus: Path, index: Path):
                       stdin="How much does the coffee machine cost?\n/exit\n")  # fmt: skip
     assert chat.returncode == 0, chat.stderr
     assert "12" in chat.stdout
+
+
+def test_the_default_chat_model_is_the_measured_one(tmp_path: Path):
+    """Without HEARTH_MODEL (the suite sets it to SmolLM2 for speed) ask/chat/serve use
+    Qwen2.5-Coder, chosen by answer quality (README, benchmarks/bench_answers.py)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTH_")}
+    out = subprocess.run(
+        [sys.executable, "-m", "hearth", "--index", str(tmp_path / "i"), "status", "--json"],
+        cwd=tmp_path, env={**env, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    config = json.loads(out.stdout)["config"]
+    assert config["model"] == config["instruct_model"] == "local:qwen2.5-coder-0.5b"

@@ -32,9 +32,10 @@ class Settings(BaseSettings):
     embed_backend: Literal["auto", "torch", "onnx", "onnx-int8"] = "auto"
     embed_batch_size: int = Field(64, ge=1, le=4096)
     model: str = Field(
-        "local:smollm2",
-        description="chat model: local:smollm2, a .gguf path, ollama:NAME, openai:NAME, ... "
-        "(docs/models.md)",
+        "local:qwen2.5-coder-0.5b",
+        description="chat model for ask, chat and serve: local:qwen2.5-coder-0.5b (chosen by "
+        "measured answer quality; README), local:smollm2 (faster, weaker), a .gguf path, "
+        "ollama:NAME, openai:NAME, ... (docs/models.md)",
     )
     instruct_model: str = Field(
         "local:qwen2.5-coder-0.5b",

@@ -1,6 +1,9 @@
 """Single-stream greedy decoding speed: our engine (fp32 / bf16 / int8 weights) against
 transformers `generate` (fp32, greedy, static and dynamic cache) and llama-cpp-python on the
-Q4_1 GGUF, same SmolLM2, same prompts, same number of new tokens, same thread count.
+GGUF itself, same model, same prompts, same number of new tokens, same thread count.
+`--model` picks the embedded model (smollm2, the default, or qwen2.5-coder-0.5b); `--variants`
+which engines run (Qwen's default leaves out the unfused, dequantize-then-matmul and no-KV-cache
+baselines: each engine copy holds ~2 GB of fp32 weights there).
 
 Decoding one sequence reads every weight once per token, so each engine's effective memory
 bandwidth (bytes of weights per token x tokens/s) is set against a large-copy probe of this
@@ -176,10 +179,52 @@ def prefill_seconds(models: dict, ids: list[int]) -> dict[str, float]:
 
 def gguf_bytes(path) -> int:
     """Bytes of the GGUF's tensors: what llama.cpp reads per token (tied embeddings: the
-    token table is also the output matrix, read whole)."""
+    token table is also the output matrix, read whole). From the header alone (gguf's
+    GGUFReader maps every tensor: ~12 s on Qwen)."""
+    import math
+
     import gguf
 
-    return sum(int(t.n_bytes) for t in gguf.GGUFReader(path).tensors)
+    from hearth.llm.gguf_info import read_header
+
+    total = 0
+    for t in read_header(path).tensors:
+        block, size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(t.ggml_type)]
+        total += math.prod(t.dims) // block * size
+    return total
+
+
+def gguf_kind(path) -> str:
+    """The GGUF's weight format as llama.cpp names it (Q4_1, Q4_K_M, ...)."""
+    import gguf
+
+    from hearth.llm.gguf_info import read_metadata
+
+    file_type = read_metadata(path).get("general.file_type")
+    try:
+        return gguf.LlamaFileType(file_type).name.removeprefix("MOSTLY_") + " GGUF"
+    except ValueError:
+        return "GGUF"
+
+
+# engine variants: name -> (row label, precision, options); `--variants` picks among these
+ENGINES = {
+    "fp32": ("hearth", "fp32", {}),
+    "bf16": ("hearth", "bf16", {}),
+    "int8": ("hearth", "int8", {}),
+    "int8-compile": ("hearth (compile=True)", "int8", {"compile": True}),
+    "fp32-unfused": ("hearth (unfused, fuse=False)", "fp32", {"fuse": False}),
+    "int8-dequantize": ("hearth (int8 dequantize-then-matmul)", "int8", {"use_kernel": False}),
+}
+OTHERS = ("no-kv-cache", "transformers-static", "transformers-dynamic", "llama-cpp")
+DEFAULT_VARIANTS = {
+    "smollm2": (*ENGINES, *OTHERS),
+    "qwen2.5-coder-0.5b": (
+        "fp32", "bf16", "int8", "int8-compile", "transformers-static", "transformers-dynamic",
+        "llama-cpp",
+    ),
+}  # fmt: skip
+MODEL_TITLES = {"smollm2": "SmolLM2-135M", "qwen2.5-coder-0.5b": "Qwen2.5-Coder-0.5B"}
 
 
 def main() -> None:
@@ -192,7 +237,28 @@ def main() -> None:
     )
     parser.add_argument("--no-llama-cpp", action="store_true")
     parser.add_argument("--prefill-tokens", type=int, default=512)
+    parser.add_argument(
+        "--model", default="smollm2", help="embedded model: smollm2 or qwen2.5-coder-0.5b"
+    )
+    parser.add_argument(
+        "--variants",
+        help="comma-separated, from: " + ", ".join([*ENGINES, *OTHERS]) + " (fp32 is always "
+        "run; default: all for smollm2; fp32, bf16, int8, int8-compile, transformers and "
+        "llama-cpp for qwen2.5-coder-0.5b)",
+    )
     args = parser.parse_args()
+    all_variants = (*ENGINES, *OTHERS)
+    if args.variants:
+        variants = ["fp32", *(v for v in args.variants.split(",") if v != "fp32")]
+        unknown = [v for v in variants if v not in all_variants]
+        if unknown:
+            parser.error(f"--variants: unknown {unknown}; choose from {', '.join(all_variants)}")
+    else:
+        variants = list(DEFAULT_VARIANTS.get(args.model, all_variants))
+    if args.no_llama_cpp and "llama-cpp" in variants:
+        variants.remove("llama-cpp")
+    if not any(v.startswith("transformers") for v in variants):
+        parser.error("--variants: keep transformers-static or transformers-dynamic (the peer)")
     load_start = os.getloadavg()[0]
     # a fresh inductor cache: the compile time reported is a cold one
     inductor_cache = tempfile.mkdtemp(prefix="hearth-inductor-")
@@ -206,22 +272,16 @@ def main() -> None:
     from hearth.engine.quant import decode_weight_bytes, quantize
     from hearth.engine.speculative import common_prefix
     from hearth.engine.tokenizer import load_tokenizer
-    from hearth.engine.weights import default_model_path
+    from hearth.llm import embedded_path
 
     torch.set_num_threads(args.threads)
-    path = default_model_path()
+    path = embedded_path(args.model)
+    model_title = MODEL_TITLES.get(args.model, args.model)
     n = args.max_tokens
     runs: list[Run] = []
     models: dict[str, LlamaModel] = {}  # for perplexity
     compile_seconds = None
-    for label, precision, kw in [
-        ("hearth", "fp32", {}),
-        ("hearth", "bf16", {}),
-        ("hearth", "int8", {}),
-        ("hearth (compile=True)", "int8", {"compile": True}),
-        ("hearth (unfused, fuse=False)", "fp32", {"fuse": False}),
-        ("hearth (int8 dequantize-then-matmul)", "int8", {"use_kernel": False}),
-    ]:
+    for label, precision, kw in [ENGINES[v] for v in ENGINES if v in variants]:
         model = LlamaModel.from_pretrained(path, fuse=kw.get("fuse", True))
         quantize(
             model,
@@ -235,19 +295,22 @@ def main() -> None:
         if not kw:
             models[precision] = model
     fp32_model = models["fp32"]
-    runs.append(
-        Run("hearth (no KV cache)", "fp32", decode_weight_bytes(fp32_model),
-            ours_uncached(fp32_model), n)
-    )  # fmt: skip
+    if "no-kv-cache" in variants:
+        runs.append(
+            Run("hearth (no KV cache)", "fp32", decode_weight_bytes(fp32_model),
+                ours_uncached(fp32_model), n)
+        )  # fmt: skip
     tok = load_tokenizer(path)
     eos = tok.eos_token_id
     hf = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
     hf.eval()
     hf_bytes = sum(p.numel() * p.element_size() for p in hf.parameters())  # tied: counted once
     for cache in ("static", None):
+        if f"transformers-{cache or 'dynamic'}" not in variants:
+            continue
         name = f"transformers generate ({cache or 'dynamic'} cache)"
         runs.append(Run(name, "fp32", hf_bytes, transformers_generate(hf, eos, cache), n))
-    if not args.no_llama_cpp:
+    if "llama-cpp" in variants:
         from llama_cpp import Llama
 
         llm = Llama(
@@ -255,7 +318,7 @@ def main() -> None:
             n_threads_batch=args.threads, verbose=False,
         )  # fmt: skip
         runs.append(
-            Run("llama-cpp-python", "Q4_1 GGUF", gguf_bytes(path), llama_cpp_generate(llm), n)
+            Run("llama-cpp-python", gguf_kind(path), gguf_bytes(path), llama_cpp_generate(llm), n)
         )
 
     prompts = [tok.encode(p) for p in PROMPTS]
@@ -279,7 +342,7 @@ def main() -> None:
     hf_runs = [r for r in runs if r.name.startswith("transformers")]
     peer = max(hf_runs, key=Run.decode_tok_s)
     identical_hf = all(r.outputs == fp32.outputs for r in hf_runs)
-    main_runs = runs[:3]  # hearth fp32 / bf16 / int8 (perplexity)
+    main_runs = [r for r in runs if r.name == "hearth"]  # fp32 / bf16 / int8 (perplexity)
     rows, records = [], []
     for run in runs:
         tps = run.decode_tok_s()
@@ -340,7 +403,7 @@ def main() -> None:
         },
     }
     title = (
-        f"Single-stream greedy decode, SmolLM2-135M, {n} new tokens x {len(prompts)} prompts, "
+        f"Single-stream greedy decode, {model_title}, {n} new tokens x {len(prompts)} prompts, "
         f"{args.threads} thread(s), best of {args.repeats}; peer: {peer.name} "
         f"{peer.decode_tok_s():.1f} tok/s; memory read bandwidth probe "
         f"{probe['read_gb_s']:.1f} GB/s (copy {probe['copy_gb_s']:.1f}); load average "
@@ -364,8 +427,11 @@ def main() -> None:
     for claim, ok in claims.items():
         print(f"- {claim}: {'met' if ok else 'MISSED'}")
     path_out = write_result(
-        "engine_decode",
+        "engine_decode" if args.model == "smollm2" else f"engine_decode_{args.model}",
         {
+            "model": args.model,
+            "model_file": path.name,
+            "variants": variants,
             "max_tokens": n,
             "threads": args.threads,
             "repeats": args.repeats,

@@ -21,8 +21,16 @@ BENCHMARKS = [
     "bench_search_latency",
     "bench_ingest_memory",
     "engine_speculative",
-    # Single-stream decode: ours fp32/bf16/int8 vs transformers and llama.cpp (~3 minutes).
+    # Single-stream decode: ours fp32/bf16/int8 vs transformers and llama.cpp, SmolLM2
+    # (~9 minutes on 2 AVX2 cores: int8 compile=True decodes slowly there).
     "engine_decode",
+    # The same on Qwen2.5-Coder-0.5B: fp32, bf16, int8, int8 compile=True, transformers,
+    # llama.cpp (~15 minutes on 2 cores, peak RSS 11.5 GB).
+    "engine_decode_qwen2.5-coder-0.5b",
+    # Default precision: perplexity vs fp32 on ~11k tokens of stdlib docstrings and what
+    # `hearth generate` delivers vs transformers, both models, 5 interleaved rounds of fresh
+    # processes (~24 minutes of timing, then ~10 minutes of perplexity on 2 quiet cores).
+    "engine_precision",
     # fp32 linears at 1-64 rows: MKL (torch's default) vs hearth.engine.kernels (~15 s).
     "engine_kernels",
     # SDPA vs plain-math attention at 512/2k/4k context: time and peak memory (~5 minutes).
@@ -32,14 +40,30 @@ BENCHMARKS = [
     "serve_embeddings_overhead",
     # Hearth's server vs llama-cpp-python's at 1/4/16 streaming clients (~5-10 minutes).
     "serve_load",
-    # Last: the slow one (a few minutes extractive, ~20 minutes generative on 2 cores busy
-    # with other work; on quiet cores both modes together take ~3 minutes).
+    # Hearth's llama.cpp backend vs llama-cpp-python used directly, SmolLM2 and Qwen2.5-Coder,
+    # on a `hearth ask` prompt: 5 fresh-process runs per model and engine (~4 minutes).
+    "llm_speed",
+    # Last: the slow one. 111 questions on two corpora, extractive once and generative with
+    # SmolLM2 and Qwen2.5-Coder-0.5B: 40 minutes on 2 cores busy with other work (load 3-4).
     "bench_answers",
 ]
 
 
+# result name -> (script, its arguments), where the two differ
+SCRIPTS = {
+    "engine_decode_qwen2.5-coder-0.5b": ("engine_decode", ["--model", "qwen2.5-coder-0.5b"]),
+    "engine_precision": ("engine_precision", ["--repeats", "5"]),
+}
+
+
+def command(name: str) -> list[str]:
+    script, extra = SCRIPTS.get(name, (name, []))
+    return [f"benchmarks/{script}.py", *extra]
+
+
 def run(name: str) -> tuple[int, float]:
-    cmd = [sys.executable, str(BENCH_DIR / f"{name}.py")]
+    script, *extra = command(name)
+    cmd = [sys.executable, str(BENCH_DIR.parent / script), *extra]
     print(f"\n=== {name}: {' '.join(cmd)}", flush=True)
     t0 = time.perf_counter()
     code = subprocess.call(cmd)
@@ -61,7 +85,7 @@ def summary(names: list[str], outcomes: dict[str, tuple[int, float]]) -> str:
         "```",
         "HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/run_all.py   # or: make bench",
     ]
-    lines += [f"HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/{n}.py" for n in names]
+    lines += [f"HF_HUB_OFFLINE=1 .venv/bin/python {' '.join(command(n))}" for n in names]
     lines += ["```", ""]
     for name in names:
         path = RESULTS_DIR / f"{name}.json"

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from hearth.cli.index_cmds import print_json
-from hearth.engine.config import DEFAULT_PRECISION, PRECISIONS
+from hearth.engine.config import PRECISIONS
 from hearth.errors import HearthError
 
 STRATEGIES = ("greedy", "beam", "sample", "contrastive")
@@ -73,11 +73,12 @@ def generate(
         help="Draft .gguf sharing the tokenizer (default: the first "
         "quarter of the target's layers).",
     ),
-    precision: str = typer.Option(
-        DEFAULT_PRECISION,
+    precision: str | None = typer.Option(
+        None,
         "--precision",
-        help="int8, bf16 or fp32 weights (fp32 equals transformers token for token); "
-        "see docs/engine.md.",
+        help="int8, bf16 or fp32 weights (fp32 equals transformers token for token) "
+        "[default: the model's measured default: int8 for the embedded models, fp32 for other "
+        "files; docs/engine.md].",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
@@ -92,7 +93,7 @@ def generate(
     if draft_model is not None and not draft_model.exists():
         raise HearthError(f"--draft-model {draft_model}: no such file or folder")
     model_path = resolve_model(model)
-    if precision not in PRECISIONS:
+    if precision is not None and precision not in PRECISIONS:
         raise HearthError(f"--precision {precision!r}: use {', '.join(PRECISIONS)}")
 
     from hearth.engine.generator import Generator

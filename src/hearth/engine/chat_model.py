@@ -16,15 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hearth.engine.config import PRECISIONS
+from hearth.engine.config import PRECISIONS, default_precision
 from hearth.errors import (
-    CapabilityError,
     ConfigError,
     ContextWindowError,
     HearthError,
     ModelNotFoundError,
 )
-from hearth.llm.tool_calls import ToolCallSplitter, ToolRequest, tool_request
+from hearth.llm.tool_calls import ToolCallSplitter, ToolRequest, request_for
 from hearth.types import ChatResult, Message, StreamEnd, Usage, generation_kwargs, text_deltas
 
 if TYPE_CHECKING:
@@ -102,7 +101,7 @@ class EngineChatModel:
         context_size: int = 2048,
         *,
         name: str | None = None,
-        precision: str = "fp32",
+        precision: str | None = None,
         model: LlamaModel | None = None,
         tokenizer: Tokenizer | None = None,
         **engine_config: Any,
@@ -113,6 +112,8 @@ class EngineChatModel:
                 f"model not found: {self.path}. Pass an existing .gguf file or safetensors "
                 "folder (e.g. --model engine:/path/to/model.gguf) or use engine:smollm2."
             )
+        if precision is None:  # the model's measured default; a model given as is stays so
+            precision = "fp32" if model is not None else default_precision(self.path)
         if precision not in PRECISIONS:
             raise ConfigError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
         from hearth.engine.llm_engine import EngineConfig
@@ -303,12 +304,7 @@ class EngineChatModel:
 
     def stream_events(self, messages: list[Message], **params: Any) -> Iterator[str | StreamEnd]:
         chat_params = ChatParams.from_kwargs(**params)  # a bad parameter fails right here
-        tools = tool_request(chat_params.tools, chat_params.tool_choice)
-        if tools is not None and not self.supports_tools:
-            raise CapabilityError(
-                f"{self.name} cannot call tools: its chat template has no tool-call format. "
-                "Use a model that has one, e.g. engine:qwen2.5-coder-0.5b"
-            )
+        tools = request_for(self, chat_params.tools, chat_params.tool_choice)
         return self._stream_events(messages, chat_params, tools)
 
     def _stream_events(self, messages: list[Message], params: ChatParams, tools):

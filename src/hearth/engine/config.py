@@ -13,11 +13,22 @@ from typing import Any, Literal
 
 from hearth.errors import ConfigError
 
-# Weight precisions the engine runs (hearth.engine.quant). The default is the fastest whose
-# perplexity stays within 0.5% of fp32 on the embedded models (benchmarks/engine_decode.py);
-# fp32 stays one flag away and is the one that equals transformers token for token.
+# Weight precisions the engine runs (hearth.engine.quant). fp32 is the one that equals
+# transformers token for token.
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
-DEFAULT_PRECISION = "int8"
+DEFAULT_PRECISION = "fp32"  # for a model Hearth has not measured
+
+
+def default_precision(path: str | Path | None = None) -> str:
+    """The precision the engine runs `path` in unless told otherwise: for an embedded model, the
+    fastest whose perplexity stayed within 0.5% of fp32 (its catalog entry, measured by
+    benchmarks/engine_precision.py); fp32 for any other file. None means the default model."""
+    from hearth.llm import catalog
+
+    name = Path(path).name if path is not None else catalog.SMOLLM2.file_name
+    model = next((m for m in catalog.CATALOG.values() if m.file_name == name), None)
+    return model.engine_precision if model is not None else DEFAULT_PRECISION
+
 
 RopeKind = Literal["linear", "llama3", "dynamic"]
 _ROPE_ALIASES = {"linear": "linear", "llama3": "llama3", "dynamic": "dynamic", "ntk": "dynamic"}

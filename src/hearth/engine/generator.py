@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hearth.engine.config import DEFAULT_PRECISION
+from hearth.engine.config import default_precision
 from hearth.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -166,8 +166,10 @@ class Generator:
         *,
         dtype: str = "float32",
         use_cache: bool = True,
-        precision: str = DEFAULT_PRECISION,
+        precision: str | None = None,
     ) -> None:
+        if precision is None:  # the model's measured default (fp32 for an unmeasured model)
+            precision = default_precision(model_path) if dtype == "float32" else "fp32"
         if dtype not in ("float32", "bfloat16", "float16"):
             raise ConfigError(f"dtype {dtype!r}: use float32, bfloat16 or float16")
         if precision not in ("fp32", "bf16", "int8"):

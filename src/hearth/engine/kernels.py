@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+
 def _default_min_rows() -> int | None:
     """2 where the route was measured faster and as accurate (AVX512 CPUs), else None."""
     return 2 if torch.backends.cpu.get_cpu_capability().startswith("AVX512") else None

@@ -111,11 +111,14 @@ class LLMEngine:
 
     @classmethod
     def from_path(
-        cls, path: str | Path | None = None, precision: str = "fp32", **config: Any
+        cls, path: str | Path | None = None, precision: str | None = None, **config: Any
     ) -> LLMEngine:
-        """Load a .gguf (default: the embedded SmolLM2) or safetensors folder and its tokenizer."""
+        """Load a .gguf (default: the embedded SmolLM2) or safetensors folder and its tokenizer,
+        in `precision` (default: the model's measured one, hearth.engine.config)."""
+        from hearth.engine.config import default_precision
         from hearth.engine.tokenizer import load_tokenizer
 
+        precision = precision or default_precision(path)
         model = load_model(path, precision)
         return cls(model, load_tokenizer(model.source), EngineConfig(**config))
 

@@ -33,6 +33,7 @@ class ModelInfo:
     context_size: int | None = None  # what Hearth gives it unless told otherwise
     chat_template: bool | None = None
     supports: dict[str, bool] = field(default_factory=dict)
+    precision: str | None = None  # the engine's default weight precision for it (engine rows)
     license: str | None = None
     aliases: list[str] = field(default_factory=list)
     problem: str | None = None  # why it cannot run now, and the command that repairs it
@@ -70,6 +71,7 @@ def embedded(rehash: bool = False, progress: fetch.Progress | None = None) -> li
                 context_length=facts.get("context_length"),
                 chat_template=facts.get("chat_template"),
                 license=model.license,
+                precision=model.engine_precision if prefix == "engine" else None,
                 aliases=[f"{prefix}:{a}" for a in model.aliases],
                 problem=st.problem,
             )

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hearth.errors import CapabilityError, ContextWindowError, ModelNotFoundError
+from hearth.errors import ContextWindowError, ModelNotFoundError
 from hearth.llm.tool_calls import (
     ToolCallSplitter,
     ToolRequest,
     parse_tool_calls,
+    request_for,
     template_messages,
     template_supports_tools,
-    tool_request,
 )
 from hearth.types import ChatResult, Message, StreamEnd, Usage, generation_kwargs, text_deltas
 
@@ -201,13 +201,7 @@ class LlamaCppModel:
         return len(self._prepare(messages)[1])
 
     def _tool_request(self, gen: GenerationParams) -> ToolRequest | None:
-        request = tool_request(gen.tools, gen.tool_choice)
-        if request is not None and not self.supports_tools:
-            raise CapabilityError(
-                f"{self.name} cannot call tools: its chat template has no tool-call format. "
-                "Use a model that has one, e.g. local:qwen2.5-coder-0.5b"
-            )
-        return request
+        return request_for(self, gen.tools, gen.tool_choice)
 
     def _prepare(self, messages: list[Message], tools: ToolRequest | None = None):
         """The rendered template (prompt, stop strings, stop criteria) and its tokens."""

@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from hearth.errors import CapabilityError
 from hearth.types import Message, ToolCall
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
@@ -82,6 +83,18 @@ def tool_request(tools: Any, tool_choice: Any = None) -> ToolRequest | None:
         f"tool_choice {tool_choice!r}: use 'auto', 'none', 'required' or "
         "{'type': 'function', 'function': {'name': ...}}"
     )
+
+
+def request_for(model: Any, tools: Any, tool_choice: Any) -> ToolRequest | None:
+    """`tool_request` for `model`, which must have `supports_tools` if any tool may be called
+    (else CapabilityError naming the model)."""
+    request = tool_request(tools, tool_choice)
+    if request is not None and not model.supports_tools:
+        raise CapabilityError(
+            f"{model.name} cannot call tools: its chat template has no tool-call format. Use a "
+            "model that has one, e.g. local:qwen2.5-coder-0.5b or engine:qwen2.5-coder-0.5b"
+        )
+    return request
 
 
 def template_messages(messages: list[Message]) -> list[dict[str, Any]]:

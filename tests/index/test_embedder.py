@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 
 from hearth.errors import ConfigError, ModelNotFoundError
-from hearth.index.embed_onnx import FP32_FILE, INT8_FILE, OnnxEmbedder, OnnxInt8Embedder
+from hearth.index.embed_onnx import (
+    FP32_FILE,
+    INT8_7BIT_FILE,
+    INT8_FILE,
+    OnnxEmbedder,
+    OnnxInt8Embedder,
+    int8_file,
+)
 from hearth.index.embed_torch import TorchEmbedder
 from hearth.index.embedder import DEFAULT_MODEL, load_embedder, resolve_model
 
@@ -205,13 +212,19 @@ def test_auto_falls_back_to_torch_without_onnxruntime(monkeypatch):
         load_embedder(backend="onnx")
 
 
+def test_int8_weights_are_7_bit_on_x86_cpus_without_vnni():
+    assert int8_file("flags\t: fpu sse2 avx avx2 fma") == INT8_7BIT_FILE
+    assert int8_file("flags\t: fpu sse2 avx2 avx512f avx512_vnni") == INT8_FILE
+    assert int8_file("Features\t: fp asimd") == INT8_FILE  # ARM: no such saturation
+
+
 @pytest.mark.slow
 def test_onnx_export_is_cached_and_reused(tmp_path, int8_embedder):
     first = load_embedder(backend="onnx-int8", cache_dir=tmp_path).warm_up()
     folder = first.onnx_path.parent
     assert folder.parent == tmp_path
     assert folder.name.startswith(f"{DEFAULT_MODEL}-")
-    files = {name: folder / name for name in (FP32_FILE, INT8_FILE)}
+    files = {name: folder / name for name in (FP32_FILE, int8_file())}
     mtimes = {name: os.stat(path).st_mtime_ns for name, path in files.items()}
     assert sorted(p.name for p in folder.iterdir()) == sorted(files)  # no temporary files left
 

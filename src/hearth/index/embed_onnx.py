@@ -33,6 +33,7 @@ from hearth.index.embed_model import ModelFolder
 
 FP32_FILE = "model.onnx"
 INT8_FILE = "model-int8.onnx"
+INT8_7BIT_FILE = "model-int8-7bit.onnx"  # for x86 CPUs without VNNI (see int8_file)
 OPSET = 17
 
 
@@ -168,10 +169,25 @@ def ensure_onnx(model: ModelFolder, cache_dir: Path, *, quantized: bool) -> Path
         _write_atomically(fp32, lambda tmp: export_onnx(model, tmp))
     if not quantized:
         return fp32
-    int8 = folder / INT8_FILE
+    name = int8_file()
+    int8 = folder / name
     if not int8.is_file():
-        _write_atomically(int8, lambda tmp: quantize_onnx(fp32, tmp))
+        _write_atomically(int8, lambda tmp: quantize_onnx(fp32, tmp, name == INT8_7BIT_FILE))
     return int8
+
+
+def int8_file(cpu_flags: str | None = None) -> str:
+    """The int8 file this CPU runs well: onnxruntime's u8s8 kernels can saturate on x86 CPUs
+    without VNNI (AVX2, AVX-512 without VNNI), where its documentation advises 7-bit weights
+    (reduce_range). Measured on an AVX2 EPYC, mean cosine to the torch vectors over the test
+    texts: 0.9896 with 8-bit weights, 0.9909 with 7-bit."""
+    if cpu_flags is None:
+        try:
+            cpu_flags = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return INT8_FILE  # not Linux: keep the default
+    x86 = " avx2" in cpu_flags or " sse2" in cpu_flags
+    return INT8_7BIT_FILE if x86 and "vnni" not in cpu_flags else INT8_FILE
 
 
 def export_onnx(model: ModelFolder, target: Path) -> None:
@@ -217,8 +233,9 @@ def export_onnx(model: ModelFolder, target: Path) -> None:
         )
 
 
-def quantize_onnx(source: Path, target: Path) -> None:
-    """int8 weights, activations quantized on the fly per batch (dynamic quantization).
+def quantize_onnx(source: Path, target: Path, reduce_range: bool = False) -> None:
+    """int8 weights (7-bit with `reduce_range`), activations quantized on the fly per batch
+    (dynamic quantization).
 
     Per-channel weight scales matter here: per-tensor ones drop the mean cosine to the fp32
     vectors from 0.994 to 0.94."""
@@ -231,7 +248,13 @@ def quantize_onnx(source: Path, target: Path) -> None:
     root.addHandler(silent)
     root.setLevel(logging.ERROR)
     try:
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True)
+        quantize_dynamic(
+            str(source),
+            str(target),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            reduce_range=reduce_range,
+        )
     finally:
         root.removeHandler(silent)
         root.setLevel(level)

@@ -51,10 +51,10 @@ def test_fp32_and_the_instruction_model_by_name():
     fp32 = hearth("The capital of France is", "--max-tokens", "8", "--precision", "fp32", "--json")
     assert fp32.returncode == 0, fp32.stderr
     assert json.loads(fp32.stdout)["precision"] == "fp32"
-    qwen = hearth("def add(a, b):", "--model", "qwen2.5-coder-0.5b", "--max-tokens", "12",
+    qwen = hearth("def add(a, b):", "--model", "qwen2.5-coder-0.5b", "--max-tokens", "24",
                   "--precision", "fp32", "--json")  # fmt: skip
     assert qwen.returncode == 0, qwen.stderr
-    assert "return a + b" in json.loads(qwen.stdout)["text"]
+    assert "return a + b" in json.loads(qwen.stdout)["text"]  # (after a comment, at times)
 
 
 RAG_PROMPT = (

@@ -121,7 +121,7 @@ class Answerer:
             raise ValueError("generated answers need a chat model; pass one or use extractive")
 
         prompt = fit_prompt(question, hits, self.model, self.max_tokens, history)
-        generated = ""
+        generated, cut_loop = "", False
         deltas = self.model.stream(
             prompt.messages, max_tokens=self.max_tokens, temperature=self.temperature
         )
@@ -131,12 +131,20 @@ class Answerer:
                 yield delta
                 if (cut := repeat_start(generated)) is not None:
                     generated = generated[:cut]  # a small model looping: stop it there
+                    cut_loop = True
                     break
         finally:
             if close := getattr(deltas, "close", None):
                 close()  # stops generation when we leave early
         generated = generated.strip()
-        yield self.verify(question, generated, prompt.passages, prompt.dropped_passages, relevance)
+        yield self.verify(
+            question,
+            generated,
+            prompt.passages,
+            prompt.dropped_passages,
+            relevance,
+            finish="stop" if cut_loop else None,  # we stopped it, at a sentence's end
+        )
 
     def verify(
         self,
@@ -145,6 +153,7 @@ class Answerer:
         passages: list[ScoredChunk],
         dropped: int = 0,
         relevance: float = 1.0,
+        finish: str | None = None,
     ) -> Answer:
         """The Answer for text generated from `passages`: citations verified and renumbered.
 
@@ -156,7 +165,7 @@ class Answerer:
         found = attribute(
             generated, passages, self.embedder, threshold=self.support_threshold, evidence=evidence
         )
-        finish = getattr(self.model, "last_finish_reason", None)
+        finish = finish or getattr(self.model, "last_finish_reason", None)
         common = dict(
             passages=passages,
             dropped_passages=dropped,

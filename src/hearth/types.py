@@ -121,6 +121,7 @@ class Message:
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens whose KV came from a prefix cache (not recomputed)
 
     @property
     def total_tokens(self) -> int:

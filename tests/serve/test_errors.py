@@ -1,5 +1,5 @@
 """Every error status the server promises, in OpenAI's shape, seen through the openai SDK and
-raw HTTP: 400, 401, 403 (unit), 404, 413, 422, 429, 500 (unit), 503."""
+raw HTTP: 400, 401, 403 (unit), 404, 413, 422, 429 (rate limit and full queue), 500 (unit)."""
 
 from __future__ import annotations
 
@@ -103,6 +103,7 @@ def limits_server(served_index):
     """Tiny limits: 3 requests/minute per key, 0.05 MiB bodies, no queue (1 slot). One key
     per test so the rate limit of one never touches another; one key comes from the env."""
     args = ["--rate-limit", "3", "--max-upload-mb", "0.05", "--queue-size", "0"]
+    args += ["--max-concurrency", "1"]
     for name in ("busy", "queued", "big"):
         args += ["--api-key", KEYS[name]]
     env = {"HEARTH_API_KEYS": f" ,{KEYS['rate']}"}
@@ -142,8 +143,8 @@ def test_413_body_over_the_limit(limits_server):
     assert not (limits_server.index / "uploads" / "big.md").exists()
 
 
-def test_503_when_the_queue_is_full(limits_server):
-    """One generation holds the only slot and the queue has no room: the next one gets 503."""
+def test_429_when_the_queue_is_full(limits_server):
+    """One generation holds the only slot and the queue has no room: the next one gets 429."""
     busy = sdk(limits_server, KEYS["busy"])
     stream = busy.chat.completions.create(
         model=CHAT,
@@ -153,13 +154,14 @@ def test_503_when_the_queue_is_full(limits_server):
     )
     try:
         next(iter(stream))  # the generation is running now
-        with pytest.raises(openai.InternalServerError) as err:
+        with pytest.raises(openai.RateLimitError) as err:
             sdk(limits_server, KEYS["queued"]).chat.completions.create(
                 model=CHAT, messages=HI, max_tokens=2
             )
-        assert err.value.status_code == 503
+        assert err.value.status_code == 429
         assert err.value.body["code"] == "server_overloaded"
-        assert err.value.response.headers["Retry-After"]
+        assert err.value.body["type"] == "rate_limit_error"
+        assert int(err.value.response.headers["Retry-After"]) >= 1
     finally:
         stream.close()
 

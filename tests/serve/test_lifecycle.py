@@ -66,6 +66,42 @@ def test_metrics_count_requests_tokens_and_load(hearth_server, client):
     assert metric(hearth_server, "hearth_queue_depth") == 0
 
 
+def test_concurrent_requests_share_decode_steps(hearth_server, client):
+    """Eight clients at once: their generations run together in the llama.cpp batch (steps
+    carry several sequences), each answer is whole, and /metrics shows the batch."""
+    before = metric_samples(hearth_server)
+    replies: dict[int, object] = {}
+
+    def ask(i: int) -> None:
+        replies[i] = client.chat.completions.create(
+            model=CHAT,
+            messages=[{"role": "user", "content": f"Count from {i} to {i + 20}."}],
+            max_tokens=24,
+            temperature=0,
+        )
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r.choices[0].message.content for r in replies.values())
+    for r in replies.values():  # OpenAI's usage field for prompt tokens taken from a cache
+        assert 0 <= r.usage.prompt_tokens_details.cached_tokens < r.usage.prompt_tokens
+    after = metric_samples(hearth_server)
+
+    def grew(name: str) -> float:
+        key = (name, (("model", CHAT),))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert grew("hearth_batch_steps_total") < grew("hearth_batch_step_sequences_total")
+    assert after[("hearth_batch_slots", (("model", CHAT),))] == 16
+    assert after[("hearth_batch_sequences_running", (("model", CHAT),))] == 0
+    assert ("hearth_batch_kv_cells", (("model", CHAT),)) in after
+    # the eight prompts share SmolLM2's system prompt: later ones reused its KV
+    assert grew("hearth_prefix_cache_hits_total") >= 1
+
+
 def test_a_client_that_leaves_a_stream_cancels_its_generation(hearth_server, client):
     cancelled = metric(hearth_server, "hearth_generations_cancelled_total", model=CHAT)
     body = {"model": CHAT, "messages": LONG, "max_tokens": 1500, "stream": True}

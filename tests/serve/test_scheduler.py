@@ -69,8 +69,8 @@ def test_each_model_has_its_own_slots_and_rag_shares_its_chat_models():
 
 
 def test_default_slots_follow_the_backend():
-    assert default_concurrency("local:smollm2") == 1
-    assert default_concurrency("/models/x.gguf") == 1
+    assert default_concurrency("local:smollm2") == 16  # continuous batching
+    assert default_concurrency("/models/x.gguf") == 16
     assert default_concurrency("engine:smollm2") == 16
     assert default_concurrency("ollama:llama3.2") == 16
 
@@ -81,8 +81,9 @@ def test_full_queue_is_refused_at_once():
         leases = [await scheduler.acquire("a"), await scheduler.acquire("b")]
         waiter = asyncio.create_task(scheduler.acquire("c"))
         await _settle()
-        with pytest.raises(Overloaded):
+        with pytest.raises(Overloaded) as full:
             await scheduler.acquire("d")
+        assert full.value.retry_after == 1  # nothing has finished yet: no pace to go by
         leases[0].release()
         third = await waiter
         assert scheduler.running == 2
@@ -91,6 +92,18 @@ def test_full_queue_is_refused_at_once():
         assert scheduler.running == 0
 
     asyncio.run(scenario())
+
+
+def test_retry_after_follows_the_pace_of_recent_generations():
+    scheduler = FairScheduler(max_concurrency=2, queue_size=4)
+    scheduler._release(10.0)  # a generation that took 10 s
+    scheduler.running = 2
+    scheduler._depth = 3
+    assert scheduler.retry_after() == 20  # 4 requests ahead (with this one), 2 slots, 10 s each
+    scheduler._release(0.0)  # the average moves: 0.8 * 10 + 0.2 * 0
+    assert scheduler.mean_seconds == pytest.approx(8.0)
+    scheduler._depth = 10_000
+    assert scheduler.retry_after() == 60  # capped
 
 
 def test_a_request_cancelled_while_waiting_leaves_the_queue():

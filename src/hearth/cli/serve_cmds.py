@@ -30,11 +30,23 @@ def serve(
         None,
         "--max-concurrency",
         min=1,
-        help="Generations each chat model runs at once [default: 1 for llama.cpp models, "
-        "16 for engine: (batched) and remote ones].",
+        help="Generations each chat model runs at once, sharing each decode step "
+        "(continuous batching) [default: 16; 1 runs llama.cpp models one at a time].",
     ),
     queue_size: int = typer.Option(
-        64, "--queue-size", min=0, help="Generations that may wait for a slot; more get 503."
+        64, "--queue-size", min=0, help="Generations that may wait for a slot; more get 429."
+    ),
+    prefix_cache: bool = typer.Option(
+        True,
+        "--prefix-cache/--no-prefix-cache",
+        help="Reuse the KV of a prompt's beginning computed for an earlier request "
+        "(llama.cpp models; the engine always does).",
+    ),
+    prompt_lookup: bool = typer.Option(
+        True,
+        "--prompt-lookup/--no-prompt-lookup",
+        help="Draft greedy tokens from the prompt and verify them in the batch "
+        "(llama.cpp models, temperature 0; output unchanged).",
     ),
     rate_limit: int | None = typer.Option(
         None, "--rate-limit", min=1, help="Requests per minute per API key (429 beyond)."
@@ -68,6 +80,8 @@ def serve(
             extra_models=tuple(model or ()),
             max_concurrency=max_concurrency,
             queue_size=queue_size,
+            prefix_cache=prefix_cache,
+            prompt_lookup=prompt_lookup,
             rate_limit=rate_limit,
             max_upload_mb=max_upload_mb,
             graceful_timeout=graceful_timeout,

@@ -273,6 +273,23 @@ class EngineChatModel:
 
     # -- the ChatModel interface ---------------------------------------------------------------
 
+    def batch_stats(self) -> dict[str, Any] | None:
+        """The engine's numbers for /metrics (None before it is loaded); read from another
+        thread, so approximate."""
+        engine = self._engine
+        if engine is None:
+            return None
+        sched, blocks = engine.scheduler, engine.block_manager
+        return {
+            "running": len(sched.running),
+            "waiting": len(sched.waiting),
+            "slots": sched.max_num_seqs,
+            "kv_cells": blocks.num_blocks * blocks.block_size,
+            "kv_used": blocks.num_used_blocks * blocks.block_size,
+            "prefix_tokens_reused": blocks.prefix_hit_tokens,
+            "preempted": sched.num_preemptions,
+        }
+
     def count_tokens(self, messages: list[Message]) -> int:
         return len(self._encode(messages))
 

@@ -50,7 +50,7 @@ ACCEPTED = (
 
 def default_concurrency(spec: str) -> int:
     """How many generations the model named by `spec` runs well at once (no model is built):
-    1 for llama.cpp (one context), 16 for Hearth's batching engine and remote servers."""
+    16 for llama.cpp (continuous batching when served), Hearth's engine and remote servers."""
     prefix, sep, _ = spec.strip().partition(":")
     prefix = ALIASES.get(prefix, prefix)
     if sep and lookup(prefix) is not None:
@@ -111,7 +111,7 @@ def _load_local(target: str, context_size: int, **kw: Any) -> ChatModel:
     raise ModelNotFoundError(f"unknown local model {target!r}. Accepted: {ACCEPTED}.")
 
 
-register("local", _load_local, concurrency=1)
+register("local", _load_local, concurrency=16)  # served through hearth.llm.llamacpp_batch
 
 
 def _remote_factory(prefix: str) -> Factory:

@@ -46,19 +46,31 @@ def build_state(config: ServeConfig, settings: Settings) -> ServerState:
     embedder = load_embedder(
         settings.embedder, backend=settings.embed_backend, batch_size=settings.embed_batch_size
     )
+    from hearth.llm.llamacpp_batch import BatchConfig
+
+    def slots_of(spec: str) -> int:
+        return config.max_concurrency or default_concurrency(spec)
+
+    def batching(spec: str) -> BatchConfig | None:
+        n = slots_of(spec)
+        if n == 1:
+            return None
+        return BatchConfig(
+            slots=n, prefix_cache=config.prefix_cache, speculative=config.prompt_lookup
+        )
+
     models = ServedModels(
         [settings.model, settings.instruct_model, *config.extra_models],
         embedder,
         context_size=settings.context_size,
+        batching=batching,
     )
     index = ServedIndex(settings, models)
-    slots = {
-        spec: config.max_concurrency or default_concurrency(spec) for spec in models.chat_specs()
-    }
+    slots = {spec: slots_of(spec) for spec in models.chat_specs()}
     scheduler = ModelSchedulers(
         slots, config.queue_size, aliases={RAG_MODEL_ID: models.default_chat}
     )
-    metrics = Metrics(lambda: scheduler.queue_depth, lambda: scheduler.running)
+    metrics = Metrics(lambda: scheduler.queue_depth, lambda: scheduler.running, models.batch_stats)
     return ServerState(config, settings, models, index, scheduler, metrics)
 
 
@@ -92,6 +104,7 @@ def create_app(config: ServeConfig | None = None, settings: Settings | None = No
         if not await state.scheduler.wait_idle(timeout=max(config.graceful_timeout, 1.0)):
             log.warning("shutting down with generations still running")
         await asyncio.to_thread(state.index.close)
+        await asyncio.to_thread(state.models.close)
 
     app = FastAPI(
         title="Hearth",

@@ -26,11 +26,13 @@ class ServeConfig(BaseModel):
     port: int = Field(8080, ge=0, le=65535)
     api_keys: tuple[str, ...] = ()
     extra_models: tuple[str, ...] = ()  # served besides the settings' model and instruct_model
-    # None: what the served models run well at once (1 with a llama.cpp model, else 16)
+    # None: what the served models run well at once (16: llama.cpp and engine models batch)
     max_concurrency: int | None = Field(
-        None, ge=1, le=256, description="generations running at once"
+        None, ge=1, le=128, description="generations running at once, per chat model"
     )
-    queue_size: int = Field(64, ge=0, le=100_000, description="generations waiting; more: 503")
+    queue_size: int = Field(64, ge=0, le=100_000, description="generations waiting; more: 429")
+    prefix_cache: bool = True  # llama.cpp models reuse the KV of a prompt's cached beginning
+    prompt_lookup: bool = True  # llama.cpp models draft greedy tokens from the prompt
     rate_limit: int | None = Field(None, ge=1, description="requests per minute per API key")
     max_upload_mb: float = Field(64.0, gt=0, description="largest request body, in MiB")
     graceful_timeout: float = Field(30.0, ge=0, description="seconds in-flight requests get")

@@ -93,10 +93,10 @@ def unsupported(param: str, why: str) -> APIError:
 
 def overloaded(retry_after: int = 1) -> APIError:
     return APIError(
-        503,
+        429,
         "the server is overloaded: too many requests are waiting for a generation slot; "
-        "retry shortly",
-        type="server_error",
+        f"retry in {retry_after} s",
+        type="rate_limit_error",
         code="server_overloaded",
         headers={"Retry-After": str(retry_after)},
     )

@@ -87,6 +87,7 @@ class UsageRecorder:
                     ended = True
                     self.usage.prompt_tokens += event.usage.prompt_tokens
                     self.usage.completion_tokens += event.usage.completion_tokens
+                    self.usage.cached_tokens += event.usage.cached_tokens
                     self.last_finish_reason = event.finish_reason
                 else:
                     deltas += 1

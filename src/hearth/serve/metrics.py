@@ -1,5 +1,6 @@
 """Prometheus metrics for one app (prometheus_client, a registry per app so tests and several
-apps in one process never share counters): requests, latencies, tokens, queue and load.
+apps in one process never share counters): requests, latencies, tokens, queue and load, and
+each batching model's sequences, batch size, prefix-cache hits and KV use.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,7 +24,12 @@ TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 class Metrics:
     """The counters, histograms and gauges the server exports at /metrics."""
 
-    def __init__(self, queue_depth: Callable[[], int], generations: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        queue_depth: Callable[[], int],
+        generations: Callable[[], int],
+        batch_stats: Callable[[], dict[str, dict[str, Any]]] | None = None,
+    ) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -66,6 +73,8 @@ class Metrics:
         depth.set_function(queue_depth)
         running = Gauge("hearth_generations_running", "Generations holding a slot", registry=r)
         running.set_function(generations)
+        if batch_stats is not None:
+            r.register(BatchCollector(batch_stats))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -73,6 +82,47 @@ class Metrics:
     def record_generation(self, model: str, prompt_tokens: int, completion_tokens: int) -> None:
         self.prompt_tokens.labels(model).inc(prompt_tokens)
         self.tokens.labels(model).inc(completion_tokens)
+
+
+# (stat, metric name, help, counter?) for each batching model, labelled by model
+BATCH_METRICS = (
+    ("running", "hearth_batch_sequences_running", "Sequences in the model's batch", False),
+    ("waiting", "hearth_batch_sequences_waiting", "Sequences waiting for a batch slot", False),
+    ("slots", "hearth_batch_slots", "Sequences the model batches at most", False),
+    ("kv_cells", "hearth_batch_kv_cells", "KV cache size, in tokens", False),
+    ("kv_used", "hearth_batch_kv_used", "KV cache cells holding a token", False),
+    ("steps", "hearth_batch_steps", "Batched decode steps", True),
+    ("batch_tokens", "hearth_batch_tokens", "Tokens computed in batched steps", True),
+    ("sequences_in_steps", "hearth_batch_step_sequences", "Sequences summed over steps", True),
+    ("prefix_hits", "hearth_prefix_cache_hits", "Prompts that reused a cached prefix", True),
+    ("prefix_tokens_reused", "hearth_prefix_cache_tokens", "Prompt tokens not recomputed", True),
+    ("drafts_proposed", "hearth_prompt_lookup_drafts", "Prompt-lookup draft tokens", True),
+    ("drafts_accepted", "hearth_prompt_lookup_accepted", "Draft tokens accepted", True),
+    ("preempted", "hearth_batch_preempted", "Sequences paused for want of KV cells", True),
+    ("step_seconds", "hearth_batch_step_seconds", "Time spent in batched steps", True),
+    ("decode_seconds", "hearth_batch_decode_seconds", "Of it, inside the model's forward", True),
+)
+
+
+class BatchCollector:
+    """Reads each batching model's numbers at scrape time."""
+
+    def __init__(self, batch_stats: Callable[[], dict[str, dict[str, Any]]]) -> None:
+        self.batch_stats = batch_stats
+
+    def describe(self):
+        return []  # collected lazily: the models load after the registry is built
+
+    def collect(self):
+        stats = self.batch_stats()
+        for key, name, doc, counter in BATCH_METRICS:
+            family = (CounterMetricFamily if counter else GaugeMetricFamily)(
+                name, doc, labels=["model"]
+            )
+            for model, numbers in stats.items():
+                if key in numbers:
+                    family.add_metric([model], float(numbers[key]))
+            yield family
 
 
 class MetricsMiddleware:

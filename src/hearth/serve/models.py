@@ -1,7 +1,9 @@
 """The models a server answers for: chat models by spec, `hearth-rag`, and the index's embedder.
 
 Chat models are built at startup with `hearth.llm.load` (cheap: a bad spec fails before the
-server listens) and load their weights on first use or in the background warm-up.
+server listens) and load their weights on first use or in the background warm-up. llama.cpp
+models are served through continuous batching (hearth.llm.llamacpp_batch) when they get more
+than one slot; Hearth's engine batches by itself.
 """
 
 from __future__ import annotations
@@ -9,9 +11,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 from hearth import llm
+from hearth.llm.llamacpp import LlamaCppModel
+from hearth.llm.llamacpp_batch import BatchedLlamaCpp
 from hearth.serve.config import RAG_MODEL_ID
 from hearth.types import ChatModel
 
@@ -25,15 +30,25 @@ class ServedModels:
     (answers from the index with the default chat model) and the embedder's name."""
 
     def __init__(
-        self, chat_specs: list[str], embedder: Any, context_size: int | None = None
+        self,
+        chat_specs: list[str],
+        embedder: Any,
+        context_size: int | None = None,
+        batching: Callable[[str], Any] | None = None,
     ) -> None:
+        """`batching(spec)`: the BatchConfig a llama.cpp model is served with (None: one
+        generation at a time, as `hearth ask` runs it)."""
         specs = list(dict.fromkeys(s.strip() for s in chat_specs if s.strip()))
         if not specs:
             raise ValueError("a server needs at least one chat model spec")
         self.default_chat = specs[0]
-        self._chat: dict[str, ChatModel] = {
-            spec: llm.load(spec, context_size=context_size) for spec in specs
-        }
+        self._chat: dict[str, ChatModel] = {}
+        for spec in specs:
+            model = llm.load(spec, context_size=context_size)
+            config = batching(spec) if batching is not None else None
+            if config is not None and isinstance(model, LlamaCppModel):
+                model = BatchedLlamaCpp(model, config)
+            self._chat[spec] = model
         self._embedder = embedder  # cheap until warm_up(): name and dim only
         if hasattr(embedder, "allow_spinning"):
             embedder.allow_spinning = False  # keep the cores for the event loop between requests
@@ -74,6 +89,23 @@ class ServedModels:
         if model_id == RAG_MODEL_ID:
             return self._chat[self.default_chat]
         return self._chat[model_id]
+
+    def batch_stats(self) -> dict[str, dict[str, Any]]:
+        """Each batching chat model's running/waiting sequences, KV use and cache hits."""
+        out = {}
+        for spec, model in self._chat.items():
+            stats = getattr(model, "batch_stats", None)
+            numbers = stats() if stats is not None else None
+            if numbers is not None:
+                out[spec] = numbers
+        return out
+
+    def close(self) -> None:
+        """Stop the batching threads (their pending requests fail)."""
+        for model in self._chat.values():
+            close = getattr(model, "close", None)
+            if close is not None:
+                close()
 
     def embedder(self) -> Any:
         """The embedder, loaded once (first callers wait for the load instead of racing it)."""

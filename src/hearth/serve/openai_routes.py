@@ -31,7 +31,7 @@ from hearth.types import Message, Usage
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
-GENERATION_ERRORS = s.error_responses(400, 401, 403, 404, 413, 422, 429, 500, 503)
+GENERATION_ERRORS = s.error_responses(400, 401, 403, 404, 413, 422, 429, 500)
 STREAM_DESCRIPTION = (
     "JSON (`stream: false`) or server-sent events (`stream: true`): one `data: {chunk}` line "
     "per chunk, then `data: [DONE]`."
@@ -166,21 +166,24 @@ class _Collected:
         self.texts: list[list[str]] = [[] for _ in range(n)]
         self.finishes: dict[int, Finish] = {}
 
-    def usage(self, shared_prompt: bool) -> dict[str, int]:
+    def usage(self, shared_prompt: bool) -> dict[str, Any]:
         finishes = [self.finishes[i] for i in sorted(self.finishes)]
         return _usage_json([f.usage for f in finishes], shared_prompt)
 
 
-def _usage_json(usages: list[Usage], shared_prompt: bool) -> dict[str, int]:
+def _usage_json(usages: list[Usage], shared_prompt: bool) -> dict[str, Any]:
     if shared_prompt:
         prompt = usages[0].prompt_tokens if usages else 0
+        cached = usages[0].cached_tokens if usages else 0
     else:
         prompt = sum(u.prompt_tokens for u in usages)
+        cached = sum(u.cached_tokens for u in usages)
     completion = sum(u.completion_tokens for u in usages)
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached},
     }
 
 

@@ -92,13 +92,13 @@ class Generation:
         self.pump: ThreadPump[Any] | None = None
 
     async def start(self, make_items: Callable[[], Iterator[Any]]) -> ThreadPump[Any]:
-        """Wait for a slot (503 at once when the queue is full), then start generating."""
+        """Wait for a slot (429 at once when the queue is full), then start generating."""
         self.watch.start()
         try:
             lease = await self.watch.race(self.state.scheduler.acquire(self.caller, self.model_id))
-        except Overloaded:
+        except Overloaded as full:
             self.watch.stop()
-            raise overloaded() from None
+            raise overloaded(full.retry_after) from None
         except BaseException:
             self.watch.stop()
             raise

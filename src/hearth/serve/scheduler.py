@@ -2,18 +2,28 @@
 
 Hand-written on asyncio futures (a few dozen lines; asyncio.Semaphore is FIFO across everyone,
 so one client sending 50 requests would starve the others). Callers take turns; each caller's
-own requests run in arrival order. A full queue answers at once (503) instead of letting
-requests pile up; a request cancelled while waiting leaves the queue.
+own requests run in arrival order. A full queue answers at once (429, with a Retry-After from
+how long generations have been taking) instead of letting requests pile up; a request cancelled
+while waiting leaves the queue.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections import deque
+
+MAX_RETRY_AFTER = 60
 
 
 class Overloaded(Exception):
-    """The queue is full: the request was not admitted."""
+    """The queue is full: the request was not admitted. `retry_after`: seconds until a slot is
+    likely free (how long the waiting requests should take at the recent pace)."""
+
+    def __init__(self, retry_after: int = 1) -> None:
+        super().__init__(f"queue full; retry in {retry_after} s")
+        self.retry_after = retry_after
 
 
 class Lease:
@@ -22,6 +32,7 @@ class Lease:
     def __init__(self, scheduler: FairScheduler) -> None:
         self._scheduler = scheduler
         self._released = False
+        self._started = time.monotonic()
 
     @property
     def released(self) -> bool:
@@ -30,7 +41,7 @@ class Lease:
     def release(self) -> None:
         if not self._released:
             self._released = True
-            self._scheduler._release()
+            self._scheduler._release(time.monotonic() - self._started)
 
 
 class FairScheduler:
@@ -47,6 +58,7 @@ class FairScheduler:
         self._waiting: dict[str, deque[asyncio.Future[None]]] = {}
         self._turns: deque[str] = deque()  # callers with waiting requests, next turn first
         self._depth = 0
+        self.mean_seconds = 0.0  # recent generations' duration (moving average), for Retry-After
 
     @property
     def queue_depth(self) -> int:
@@ -58,7 +70,7 @@ class FairScheduler:
             self.running += 1
             return Lease(self)
         if self._depth >= self.queue_size:
-            raise Overloaded()
+            raise Overloaded(self.retry_after())
         ticket: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         queue = self._waiting.get(caller)
         if queue is None:
@@ -96,7 +108,16 @@ class FairScheduler:
             del self._waiting[caller]
             self._turns.remove(caller)
 
-    def _release(self) -> None:
+    def retry_after(self) -> int:
+        """Seconds until the queue has likely moved on by one slot's worth of requests."""
+        rounds = (self._depth + 1) / self.max_concurrency
+        return max(1, min(MAX_RETRY_AFTER, math.ceil(self.mean_seconds * rounds)))
+
+    def _release(self, seconds: float | None = None) -> None:
+        if seconds is not None:
+            self.mean_seconds = (
+                seconds if not self.mean_seconds else (0.8 * self.mean_seconds + 0.2 * seconds)
+            )
         self.running -= 1
         self._dispatch()
 
@@ -117,9 +138,9 @@ class FairScheduler:
 
 
 class ModelSchedulers:
-    """A FairScheduler per chat model, each with its own slots: a llama.cpp model runs one
-    generation at a time while Hearth's engine batches many, and a busy model's queue does not
-    hold up requests for another. `hearth-rag` shares its chat model's slots."""
+    """A FairScheduler per chat model, each with its own slots (as many as the model batches at
+    once), so a busy model's queue does not hold up requests for another. `hearth-rag` shares
+    its chat model's slots."""
 
     def __init__(self, slots: dict[str, int], queue_size: int, aliases: dict[str, str]) -> None:
         if not slots:

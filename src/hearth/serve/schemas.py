@@ -181,10 +181,15 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
+class PromptTokensDetails(BaseModel):
+    cached_tokens: int = Field(0, description="prompt tokens taken from the prefix cache")
+
+
 class UsageInfo(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails | None = None
 
 
 class CitationOut(BaseModel):
@@ -377,8 +382,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         404: "Unknown model, document or route",
         413: "Request body over the server's --max-upload-mb",
         422: "The body does not match the schema",
-        429: "Over the per-key rate limit (see Retry-After)",
+        429: "Over the per-key rate limit, or the generation queue is full (see Retry-After)",
         500: "Internal error (details in the server log)",
-        503: "Overloaded: the generation queue is full (see Retry-After)",
     }
     return {s: {"model": ErrorResponse, "description": described[s]} for s in statuses}

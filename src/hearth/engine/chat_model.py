@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hearth.engine.config import PRECISIONS, default_precision
+from hearth.engine.config import PRECISIONS
 from hearth.errors import (
     ConfigError,
     ContextWindowError,
@@ -112,8 +112,9 @@ class EngineChatModel:
                 f"model not found: {self.path}. Pass an existing .gguf file or safetensors "
                 "folder (e.g. --model engine:/path/to/model.gguf) or use engine:smollm2."
             )
-        if precision is None:  # the model's measured default; a model given as is stays so
-            precision = "fp32" if model is not None else default_precision(self.path)
+        # fp32 unless asked: served requests are batched, and in fp32 a batched request's tokens
+        # equal the same request run alone (tests/serve/test_engine_backend.py)
+        precision = precision or "fp32"
         if precision not in PRECISIONS:
             raise ConfigError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
         from hearth.engine.llm_engine import EngineConfig

@@ -11,7 +11,9 @@ Definitions (times per request, measured by the client; durations in seconds, re
 - TPOT: (E2E - TTFT) / (output_tokens - 1), for requests with more than one output token.
 - ITL: the gaps between successive content chunks, pooled over all requests.
 - output_tokens: the server's `usage.completion_tokens` (stream_options.include_usage) when it
-  sends one, else the generated text tokenized with the model's own tokenizer.
+  sends one, else the generated text tokenized with the model's own tokenizer. The usage's
+  prompt_tokens and prompt_tokens_details.cached_tokens (prompt tokens a server took from its
+  prefix cache: OpenAI's field, which llama-server fills) are kept when sent.
 - request throughput = completed / duration; output throughput = total output tokens / duration,
   where duration is the wall time of the whole run (first request sent -> last one finished).
 Percentiles are numpy's linear-interpolation percentiles, as vLLM reports them.
@@ -42,6 +44,8 @@ class RequestOutput:
     text: str = ""
     chunks: int = 0  # content chunks received
     usage_tokens: int | None = None  # usage.completion_tokens, when the server sent usage
+    prompt_tokens: int | None = None  # usage.prompt_tokens, when sent
+    cached_tokens: int | None = None  # usage.prompt_tokens_details.cached_tokens, when sent
     output_tokens: int = 0  # filled by `count_output_tokens`
     finish_reason: str | None = None
     disconnected: bool = False  # the client hung up on purpose mid-stream
@@ -191,8 +195,12 @@ async def stream_chat(
                     out.error = f"error event: {json.dumps(event['error'])[:300]}"
                     out.latency = now - start
                     return out
-                if event.get("usage"):
-                    out.usage_tokens = event["usage"].get("completion_tokens")
+                if usage := event.get("usage"):
+                    out.usage_tokens = usage.get("completion_tokens")
+                    out.prompt_tokens = usage.get("prompt_tokens")
+                    details = usage.get("prompt_tokens_details") or {}
+                    if details.get("cached_tokens") is not None:
+                        out.cached_tokens = details["cached_tokens"]
                 for choice in event.get("choices") or []:
                     if choice.get("finish_reason"):
                         out.finish_reason = choice["finish_reason"]

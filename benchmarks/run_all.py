@@ -38,8 +38,12 @@ BENCHMARKS = [
     # Batched decode at 1/4/16 sequences vs single-stream, prefix-cache TTFT (~3 minutes).
     "engine_batching",
     "serve_embeddings_overhead",
-    # Hearth's server vs llama-cpp-python's at 1/4/16 streaming clients (~5-10 minutes).
+    # hearth serve vs llama.cpp's own llama-server at 1/4/16/64 streaming clients (~12 minutes;
+    # the first run builds llama-server from llama-cpp-python's source, ~15 minutes on 2 cores),
+    # then the RAG traffic with prefix cache and prompt lookup on, and both off (~10 minutes).
     "serve_load",
+    "serve_load_rag",
+    "serve_load_rag_plain",
     # Hearth's llama.cpp backend vs llama-cpp-python used directly, SmolLM2 and Qwen2.5-Coder,
     # on a `hearth ask` prompt: 5 fresh-process runs per model and engine (~4 minutes).
     "llm_speed",
@@ -51,6 +55,20 @@ BENCHMARKS = [
 
 # result name -> (script, its arguments), where the two differ
 SCRIPTS = {
+    "serve_load_rag": ("serve_load", ["--workload", "rag", "--clients", "1,16"]),
+    "serve_load_rag_plain": (
+        "serve_load",
+        [
+            "--workload",
+            "rag",
+            "--clients",
+            "1,16",
+            "--result-name",
+            "serve_load_rag_plain",
+            "--hearth-args",
+            "--queue-size 256 --no-prefix-cache --no-prompt-lookup",
+        ],
+    ),  # fmt: skip
     "engine_decode_qwen2.5-coder-0.5b": ("engine_decode", ["--model", "qwen2.5-coder-0.5b"]),
     "engine_precision": ("engine_precision", ["--repeats", "5"]),
 }

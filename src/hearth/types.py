@@ -178,6 +178,18 @@ def text_deltas(
         events.close()
 
 
+def chat_result(events: Iterator[str | StreamEnd], model: str) -> ChatResult:
+    """The ChatResult of a whole `stream_events` iterator (how streaming backends make chat())."""
+    parts: list[str] = []
+    end = StreamEnd()
+    for event in events:
+        if isinstance(event, str):
+            parts.append(event)
+        else:
+            end = event
+    return ChatResult("".join(parts), model, end.finish_reason, end.usage, end.tool_calls)
+
+
 @runtime_checkable
 class ChatModel(Protocol):
     """What every LLM backend implements (local GGUF, OpenAI-compatible HTTP, Anthropic...).

@@ -24,7 +24,15 @@ from hearth.errors import (
     ModelNotFoundError,
 )
 from hearth.llm.tool_calls import ToolCallSplitter, ToolRequest, request_for
-from hearth.types import ChatResult, Message, StreamEnd, Usage, generation_kwargs, text_deltas
+from hearth.types import (
+    ChatResult,
+    Message,
+    StreamEnd,
+    Usage,
+    chat_result,
+    generation_kwargs,
+    text_deltas,
+)
 
 if TYPE_CHECKING:
     from hearth.engine.llm_engine import LLMEngine, StepOutput
@@ -308,14 +316,7 @@ class EngineChatModel:
             return self._tokenizer.decode(ids)
 
     def chat(self, messages: list[Message], **params: Any) -> ChatResult:
-        parts: list[str] = []
-        end = StreamEnd()
-        for event in self.stream_events(messages, **params):
-            if isinstance(event, str):
-                parts.append(event)
-            else:
-                end = event
-        return ChatResult("".join(parts), self.name, end.finish_reason, end.usage, end.tool_calls)
+        return chat_result(self.stream_events(messages, **params), self.name)
 
     def stream(self, messages: list[Message], **params: Any) -> Iterator[str]:
         return text_deltas(self.stream_events(messages, **params))

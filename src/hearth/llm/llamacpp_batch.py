@@ -36,7 +36,7 @@ import numpy as np
 from hearth.errors import ContextWindowError, HearthError
 from hearth.llm.llamacpp import THREADS_ENV, GenerationParams, LlamaCppModel, _cores
 from hearth.llm.tool_calls import ToolCallSplitter
-from hearth.types import ChatResult, Message, StreamEnd, Usage
+from hearth.types import ChatResult, Message, StreamEnd, Usage, chat_result, text_deltas
 
 log = logging.getLogger("hearth.llm")
 
@@ -186,7 +186,6 @@ class LlamaCppBatcher:
         # 100 tokens (102 vs 136-151 ms at 400 tokens), and a sequence's cells stay in order
         self.context_size = min(model.context_size, cells // config.slots)
         self.kv_cells = self.context_size * config.slots
-        self.kv_bytes = self.kv_cells * per_token
         params = C.llama_context_default_params()
         # llama.cpp's CPU flash attention computes each query row on its own over its own
         # stream's cells, so a token's logits do not depend on what else is in the batch:
@@ -666,25 +665,10 @@ class BatchedLlamaCpp:
             self._batcher.close()
 
     def chat(self, messages: list[Message], **params: Any) -> ChatResult:
-        text, end = [], None
-        for event in self.stream_events(messages, **params):
-            if isinstance(event, StreamEnd):
-                end = event
-            else:
-                text.append(event)
-        assert end is not None
-        return ChatResult(
-            text="".join(text),
-            model=self.name,
-            finish_reason=end.finish_reason or "stop",
-            usage=end.usage,
-            tool_calls=end.tool_calls,
-        )
+        return chat_result(self.stream_events(messages, **params), self.name)
 
     def stream(self, messages: list[Message], **params: Any) -> Iterator[str]:
-        for event in self.stream_events(messages, **params):
-            if not isinstance(event, StreamEnd):
-                yield event
+        return text_deltas(self.stream_events(messages, **params))
 
     def stream_events(self, messages: list[Message], **params: Any) -> Iterator[str | StreamEnd]:
         gen = GenerationParams.from_kwargs(**params)  # validate before the first next()
@@ -692,12 +676,7 @@ class BatchedLlamaCpp:
 
     def _stream_events(self, messages, gen: GenerationParams, tools):
         inner = self.inner
-        rendered, tokens = inner._prepare(messages, tools)
-        if len(tokens) >= inner.context_size:
-            raise ContextWindowError(
-                f"the prompt takes {len(tokens)} tokens but {inner.name} has a context of "
-                f"{inner.context_size}; shorten the input or raise context_size"
-            )
+        rendered, tokens = inner._prepare(messages, tools)  # submit() checks the length
         stops = tuple(s for s in (*gen.stop, *(rendered.stop or [])) if s)
         seed = inner.seed if gen.seed is None else gen.seed
         batcher = self.batcher

@@ -12,6 +12,7 @@ from hearth.errors import ContextWindowError
 from hearth.llm.llamacpp_batch import (
     BatchConfig,
     BatchedLlamaCpp,
+    StepCost,
     default_kv_cells,
     kv_bytes_per_token,
 )
@@ -147,6 +148,33 @@ def test_cached_passage_sets_do_not_push_each_other_out(batched):
         assert reply.usage.cached_tokens >= shared - 8  # all but the turn's closing tokens
 
 
+def test_a_prefix_pushed_out_of_every_slot_comes_back_from_host_memory(batched):
+    """With more passage sets than slots, a set whose slot was given up is saved to host
+    memory and restored for its next question: the same reuse and the very same tokens as when
+    its slot had kept it, and nothing saved without a budget."""
+    follow_up = [COPY_TASK[0], Message("user", f"Passage: {PASSAGE}\nWhat file holds it?")]
+    kept = batched(slots=1, host_cache_bytes=0)
+    ask(kept, COPY_TASK, max_tokens=8)
+    from_slot = ask(kept, follow_up, max_tokens=24)
+
+    restored = batched(slots=1)
+    ask(restored, COPY_TASK, max_tokens=8)
+    for story in STORIES[:2]:  # each takes the one slot: the passage goes to host memory
+        ask(restored, story, max_tokens=4)
+    from_host = ask(restored, follow_up, max_tokens=24)
+    stats = restored.batch_stats()
+    assert stats["host_restores"] == 1 and stats["host_saves"] >= 1
+    assert stats["host_cache_bytes"] > 0
+    assert from_host.usage.cached_tokens == from_slot.usage.cached_tokens > 40
+    assert from_host.text == from_slot.text
+
+    none = batched(slots=1, host_cache_bytes=0)
+    ask(none, COPY_TASK, max_tokens=8)
+    ask(none, STORIES[0], max_tokens=4)
+    assert none.batch_stats()["host_cache_bytes"] == 0
+    assert ask(none, follow_up, max_tokens=4).usage.cached_tokens < 40
+
+
 def test_a_stream_closed_early_frees_its_slot(batched):
     model = batched(slots=1, prefix_cache=False)
     events = model.stream_events([Message("user", STORIES[0])], max_tokens=200, temperature=0)
@@ -219,3 +247,23 @@ def test_the_kv_pool_is_sized_from_the_model_and_the_memory():
     assert default_kv_cells(16, 2048, per_token, memory=10 * 2**20) == 2048  # one context
     with pytest.raises(ValueError, match="slots"):
         BatchConfig(slots=0)
+
+
+def test_step_cost_learns_the_line_and_prices_draft_rows():
+    """Drafts are fed only when a row's chance of winning a token beats its cost: the cost model
+    recovers the step times it is shown, and one stream may draft far more than sixteen."""
+    cost = StepCost()
+    for _ in range(300):
+        for rows in (1, 4, 16):
+            cost.add(rows, 0.010 + 0.005 * rows)
+    base, per_row = cost.fit()
+    assert base == pytest.approx(0.010, rel=0.05)
+    assert per_row == pytest.approx(0.005, rel=0.05)
+    assert cost.draft_threshold(1) == pytest.approx(0.005 / 0.015, rel=0.05)
+    assert cost.draft_threshold(16) == pytest.approx(0.080 / 0.090, rel=0.05)
+    # steps of one size only: the prior still gives a slope, and the base follows the steps
+    flat = StepCost()
+    for _ in range(300):
+        flat.add(1, 0.030)
+    base, per_row = flat.fit()
+    assert per_row > 0 and base + per_row == pytest.approx(0.030, rel=0.05)

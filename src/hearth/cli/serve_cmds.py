@@ -42,6 +42,14 @@ def serve(
         help="Reuse the KV of a prompt's beginning computed for an earlier request "
         "(llama.cpp models; the engine always does).",
     ),
+    prefix_cache_mib: float = typer.Option(
+        None,
+        "--prefix-cache-mib",
+        min=0,
+        help="Host memory for prompt prefixes pushed out of the batch slots, least recently "
+        "used dropped first (llama.cpp models) [default: 10% of free memory, at most 1 GiB; "
+        "0: none].",
+    ),
     prompt_lookup: bool = typer.Option(
         True,
         "--prompt-lookup/--no-prompt-lookup",
@@ -81,6 +89,7 @@ def serve(
             max_concurrency=max_concurrency,
             queue_size=queue_size,
             prefix_cache=prefix_cache,
+            prefix_cache_mib=prefix_cache_mib,
             prompt_lookup=prompt_lookup,
             rate_limit=rate_limit,
             max_upload_mb=max_upload_mb,

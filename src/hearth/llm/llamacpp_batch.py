@@ -2,15 +2,16 @@
 with a prefix cache across requests and prompt-lookup speculation.
 
 One thread owns a llama.cpp context with one KV stream per slot. Each step is one llama_batch:
-the next token of every generating sequence (plus prompt-lookup drafts at temperature 0, while
-few sequences run), and pieces of newly admitted prompts (a long piece alone, in turn with the
-streams, so a long prompt does not stall them). Each sequence samples with its own llama.cpp
-sampler chain (the chain llama-cpp-python's `create_completion` builds; plain greedy is one
-numpy argmax over all rows), its own stop strings and token budget. A finished sequence's KV
-stays in its slot as a cached prefix: the next prompt that starts the same way takes that slot
-(or a copy of a better one) and computes only the rest; least recently used slots are reused
-first. A disconnected client's sequence is dropped at the next step. Greedy output does not
-depend on the other traffic (see SAME_KERNEL_ROWS and the flash-attention note below).
+the next token of every generating sequence (plus prompt-lookup drafts at temperature 0, as
+many as are likely to pay for their rows: see StepCost), and pieces of newly admitted prompts
+(a long piece alone, in turn with the streams, so a long prompt does not stall them). Each
+sequence samples with its own llama.cpp sampler chain (the chain llama-cpp-python's
+`create_completion` builds; plain greedy is one numpy argmax over all rows), its own stop
+strings and token budget. A finished sequence's KV stays in its slot as a cached prefix: the
+next prompt that starts the same way takes that slot (or a copy of a better one) and computes
+only the rest; least recently used slots are reused first. A disconnected client's sequence is
+dropped at the next step. Greedy output does not depend on the other traffic (see
+SAME_KERNEL_ROWS and the flash-attention note below).
 
 Hand-written: the scheduling is the product; the arithmetic, the KV cache and the samplers are
 llama.cpp's, reached through llama-cpp-python's low-level bindings. Measured against llama.cpp's
@@ -35,6 +36,7 @@ import numpy as np
 
 from hearth.errors import ContextWindowError, HearthError
 from hearth.llm.llamacpp import THREADS_ENV, GenerationParams, LlamaCppModel, _cores
+from hearth.llm.prefix_store import PrefixStore, common_prefix
 from hearth.llm.tool_calls import ToolCallSplitter
 from hearth.types import ChatResult, Message, StreamEnd, Usage, chat_result, text_deltas
 
@@ -49,18 +51,25 @@ PREFILL_CHUNK = 256  # prompt tokens read per step (the streams wait that long)
 DRAFT_TOKENS = 6  # prompt-lookup drafts per sequence and step
 NGRAM_MAX, NGRAM_MIN = 3, 2
 # On a CPU every row of a step costs compute (measured, SmolLM2 on 2 AVX2 cores: 15 ms for one
-# row, 54 ms for 8, 108 ms for 16), so a draft pays only when it is likely right and the step
-# is small: drafts are proposed while at most DRAFT_STREAMS sequences generate, by sequences
-# whose drafts were right at least DRAFT_KEEP of the time lately; one that falls below waits
-# DRAFT_PAUSE tokens, then tries one draft again.
-DRAFT_STREAMS = 4
-DRAFT_PRIOR, DRAFT_KEEP, DRAFT_PAUSE = 0.5, 0.5, 16
+# row, 54 ms for 8, 108 ms for 16), so a draft row pays only when the token it may win is worth
+# more than the row costs. StepCost learns the step time as base + per_row * rows from the steps
+# themselves; each sequence's chance that its next lookup token is right is learned from every
+# token it generates (the lookup is checked whether or not it was fed: a shadow draft costs no
+# compute). A draft at depth j (right with chance p**j) is fed while
+# p**j >= per_row * streams / step_time, the step's own tokens per unit of time.
+DRAFT_PRIOR = (1.0, 1.0)  # pseudo-counts (right, wrong) of a new sequence's lookup tokens
+DRAFT_MEMORY = 0.9  # weight of earlier lookup outcomes at each new one
 # ggml's CPU matmuls switch kernels at 64 rows in a batch (measured with SmolLM2 and Qwen2.5:
 # below it each row's logits are the same whatever else is in the batch, from 64 on they
 # change in the last bits). Drafts never carry a step across it, so turning prompt lookup on
 # leaves every sequence's greedy output as it was.
 SAME_KERNEL_ROWS = 64
 COPY_AT_LEAST = 16  # prefix tokens another slot must add to be worth copying its cells
+# A slot's cells are saved to host memory when the slot is given up while holding a prefix no
+# other slot holds (llama.cpp's server does the same with --cache-ram): this share of the memory
+# at hand, at most MAX_HOST_CACHE_BYTES.
+HOST_CACHE_SHARE = 0.10
+MAX_HOST_CACHE_BYTES = 2**30
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,7 @@ class BatchConfig:
     speculative: bool = True  # prompt-lookup drafts for greedy sequences
     prefill_chunk: int = PREFILL_CHUNK
     draft_tokens: int = DRAFT_TOKENS
+    host_cache_bytes: int | None = None  # prefixes saved in host memory (0: none)
 
     def __post_init__(self) -> None:
         if not 1 <= self.slots <= 128:
@@ -116,6 +126,47 @@ def default_kv_cells(slots: int, context_size: int, per_token: int, memory: int)
     return max(context_size, min(slots * context_size, fits))
 
 
+class StepCost:
+    """A step's decode time as base + per_row * rows, fitted by least squares to recent steps
+    (each new one weighs 1, older ones fade by DECAY) plus two prior points, so the fit is
+    defined from the first step and stays so while every step has the same number of rows."""
+
+    DECAY = 0.98
+    PRIOR = ((1, 0.015), (8, 0.054))  # (rows, seconds): SmolLM2, 2 AVX2 cores (see above)
+
+    def __init__(self) -> None:
+        self._prior = self._sums(self.PRIOR)
+        self._seen = [0.0] * 5  # weight, sum x, sum y, sum x*x, sum x*y
+
+    @staticmethod
+    def _sums(points) -> list[float]:
+        return [
+            float(len(points)),
+            sum(x for x, _ in points),
+            sum(y for _, y in points),
+            sum(x * x for x, _ in points),
+            sum(x * y for x, y in points),
+        ]
+
+    def add(self, rows: int, seconds: float) -> None:
+        point = (1.0, rows, seconds, rows * rows, rows * seconds)
+        self._seen = [self.DECAY * a + b for a, b in zip(self._seen, point, strict=True)]
+
+    def fit(self) -> tuple[float, float]:
+        """(base, per_row) in seconds."""
+        w, x, y, xx, xy = (a + b for a, b in zip(self._prior, self._seen, strict=True))
+        spread = w * xx - x * x
+        per_row = (w * xy - x * y) / spread if spread > 0 else 0.0
+        per_row = max(per_row, 1e-6)
+        return max((y - per_row * x) / w, 0.0), per_row
+
+    def draft_threshold(self, streams: int) -> float:
+        """The chance a draft row must have of being right to pay for itself: its cost over
+        the time the step takes per token it yields anyway."""
+        base, per_row = self.fit()
+        return per_row * max(streams, 1) / (base + per_row * max(streams, 1))
+
+
 @dataclass
 class BatchStats:
     """What /metrics and the benchmarks show about the batcher."""
@@ -129,6 +180,8 @@ class BatchStats:
     drafts_proposed: int = 0
     drafts_accepted: int = 0
     evicted: int = 0
+    host_saves: int = 0  # prefixes saved to host memory as their slot was given up
+    host_restores: int = 0  # prompts that began with a prefix restored from host memory
     decode_seconds: float = 0.0  # inside llama_decode
     step_seconds: float = 0.0  # whole steps: planning, decode, sampling, handing out text
 
@@ -153,8 +206,9 @@ class _Seq:
     reused: int = 0  # prompt tokens taken from the prefix cache
     ngrams: dict[tuple[int, ...], int] = field(default_factory=dict)  # for prompt lookup
     indexed: int = 0  # tokens whose n-grams are in `ngrams`
-    acceptance: float = DRAFT_PRIOR  # moving average of the share of drafts that were right
-    quiet: int = 0  # tokens to generate before drafting again after drafts kept failing
+    right: float = DRAFT_PRIOR[0]  # lookup tokens that matched what was generated (decayed)
+    wrong: float = DRAFT_PRIOR[1]  # and those that did not
+    lookup: list[int] = field(default_factory=list)  # this step's lookup tokens (fed or not)
 
     @property
     def prefilling(self) -> bool:
@@ -213,6 +267,11 @@ class LlamaCppBatcher:
         self._batch = C.llama_batch_init(self.step_tokens, 0, 1)
         self._sampler_cls = llama_cpp._internals.LlamaSampler
         self.stats = BatchStats()
+        self._cost = StepCost()
+        host_budget = config.host_cache_bytes
+        if host_budget is None:
+            host_budget = min(int(available_memory() * HOST_CACHE_SHARE), MAX_HOST_CACHE_BYTES)
+        self._host = PrefixStore(host_budget if config.prefix_cache else 0)
         self._holder: list[_Seq | None] = [None] * self.n_seq  # the sequence in each slot
         self._kept: list[list[int]] = [[] for _ in range(self.n_seq)]  # idle slots' tokens
         self._last_used = [0.0] * self.n_seq
@@ -220,6 +279,7 @@ class LlamaCppBatcher:
         self._incoming: deque[_Seq] = deque()
         self._cv = threading.Condition()
         self._closed = False
+        self._copy_sources: set[int] = set()  # slots copied from since the last decode
         self._alone_turn = True  # whether a prompt piece read alone goes next (see _plan)
         self._pieces: dict[int, bytes] = {}  # token -> its text's bytes (one C call per token id)
         self._eog: dict[int, bool] = {}  # token -> whether it ends generation
@@ -244,6 +304,10 @@ class LlamaCppBatcher:
     @property
     def cached_prefixes(self) -> int:
         return sum(1 for s in range(self.n_seq) if self._holder[s] is None and self._kept[s])
+
+    @property
+    def host_cache_bytes(self) -> int:
+        return self._host.bytes
 
     def submit(self, prompt: list[int], params: GenerationParams, stops: tuple[str, ...], seed):
         if len(prompt) >= self.context_size:
@@ -287,8 +351,18 @@ class LlamaCppBatcher:
                     for seq in [*self._active, *self._incoming]:
                         seq.events.put(("error", HearthError("the server is shutting down")))
                     return
+                waiting: list[_Seq] = []
                 while self._incoming and len(self._active) < self.config.slots:
-                    self._admit(self._incoming.popleft())
+                    seq = self._incoming.popleft()
+                    try:
+                        if self._prefix_in_flight(seq):
+                            waiting.append(seq)
+                        else:
+                            self._admit(seq)
+                    except Exception as exc:  # this request fails; the loop goes on
+                        log.exception("admitting a sequence failed")
+                        seq.events.put(("error", exc))
+                self._incoming.extendleft(reversed(waiting))
             self._drop_cancelled()
             if self._active:
                 try:
@@ -303,35 +377,47 @@ class LlamaCppBatcher:
         return holder.tokens[: holder.n_past] if holder is not None else self._kept[slot]
 
     def _admit(self, seq: _Seq) -> None:
-        """Give `seq` an idle slot and the longest beginning of its prompt that any slot holds.
-        An idle slot whose kept tokens all begin the prompt is extended in place; otherwise the
-        least recently used idle slot is taken (what it kept is dropped) and, when another slot
-        (running or idle) shares at least COPY_AT_LEAST tokens, that slot's cells are copied
-        in first. So one cached passage set does not push out another that merely shares the
-        instruction before it."""
+        """Give `seq` an idle slot and the longest beginning of its prompt held anywhere.
+        An idle slot whose kept tokens all begin the prompt is extended in place; otherwise an
+        idle slot is taken (see _eviction_order; what it kept goes to host memory unless held
+        elsewhere) and the longest prefix is copied in: another slot's cells (running or idle)
+        or a state saved in host memory, when that adds at least COPY_AT_LEAST tokens. So one
+        cached passage set does not push out another that merely shares the instruction."""
         C, mem = self._C, self._mem
         idle = [s for s in range(self.n_seq) if self._holder[s] is None]
         limit = len(seq.tokens) - 1  # the last prompt token is read again: it gives the logits
-        slot, reuse, source, longest = -1, 0, -1, 0
+        slot, reuse, source, longest, saved, in_host = -1, 0, -1, 0, None, 0
         if self.config.prefix_cache:
             for s in idle:
-                n = _common_prefix(self._kept[s], seq.tokens)
+                n = common_prefix(self._kept[s], seq.tokens)
                 if self._kept[s] and n == len(self._kept[s]) and n > reuse:
                     slot, reuse = s, n
             for other in range(self.n_seq):
-                n = _common_prefix(self._content(other), seq.tokens)
+                n = common_prefix(self._content(other), seq.tokens)
                 if n > longest:
                     source, longest = other, n
-        reuse = min(reuse, limit)
-        if slot < 0 or min(longest, limit) >= reuse + COPY_AT_LEAST:
+            if len(self._host):
+                saved, in_host = self._host.longest(tuple(seq.tokens))
+        reuse, longest, in_host = min(reuse, limit), min(longest, limit), min(in_host, limit)
+        # llama.cpp copies a stream's cells at the next decode, but writes a restored state at
+        # once: a slot still to be copied from this round must not be restored into
+        targets = [s for s in idle if s not in self._copy_sources]
+        if in_host >= max(reuse, longest) + COPY_AT_LEAST and targets:
+            if slot < 0 or slot in self._copy_sources:  # (an in-place slot holds less: it may go)
+                slot = self._give_up(targets)
+            C.llama_memory_seq_rm(mem, slot, -1, -1)
+            state = self._host.get(saved)
+            reuse = in_host if C.llama_state_seq_set_data(self._ctx, state, len(state), slot) else 0
+            self.stats.host_restores += reuse > 0
+            C.llama_memory_seq_rm(mem, slot, reuse, -1)
+        elif slot < 0 or longest >= reuse + COPY_AT_LEAST:
             if slot < 0:
-                slot = min(idle, key=lambda s: (bool(self._kept[s]), self._last_used[s]))
-                if self._kept[slot]:
-                    self.stats.evicted += 1  # the least recently used cached prefix goes
-            reuse = min(longest, limit) if min(longest, limit) >= COPY_AT_LEAST else 0
+                slot = self._give_up(idle)
+            reuse = longest if longest >= COPY_AT_LEAST else 0
             if reuse and source != slot:
                 C.llama_memory_seq_rm(mem, slot, -1, -1)
                 C.llama_memory_seq_cp(mem, source, slot, -1, -1)  # whole streams only, then cut
+                self._copy_sources.add(source)
             C.llama_memory_seq_rm(mem, slot, reuse, -1)
         else:
             C.llama_memory_seq_rm(mem, slot, reuse, -1)
@@ -345,6 +431,60 @@ class LlamaCppBatcher:
         self.stats.prompt_tokens += len(seq.prompt)
         seq.sampler = self._sampler(seq)
         self._active.append(seq)
+
+    def _give_up(self, idle: list[int]) -> int:
+        """The idle slot to reuse; what it kept is saved to host memory first, unless another
+        slot or a saved state already holds (nearly all of) it."""
+        slot = min(idle, key=self._eviction_order)
+        kept = self._kept[slot]
+        if not kept:
+            return slot
+        self.stats.evicted += 1
+        tokens = tuple(kept)
+        saved, shared = self._host.longest(tokens)
+        extends = saved is None or shared == len(saved)  # (the saved one is then replaced)
+        # a slot that differs from a saved state by its question and answer only is not saved
+        adds = len(kept) - shared >= (COPY_AT_LEAST if extends else len(kept) / 2)
+        if self._host.budget and adds and self._own_tokens(slot) >= COPY_AT_LEAST:
+            size = self._C.llama_state_seq_get_size(self._ctx, slot)
+            state = (ctypes.c_uint8 * size)()
+            if self._C.llama_state_seq_get_data(self._ctx, state, size, slot) == size:
+                self._host.put(tokens, state)
+                self.stats.host_saves += 1
+        return slot
+
+    def _eviction_order(self, slot: int) -> tuple[bool, bool, float]:
+        """Idle slots in the order they are given up: empty ones, then those that hold little
+        (under one prompt piece) beyond what another slot also holds, then the rest; least
+        recently used first within each. So the only copy of a passage set outlives a copy."""
+        if not self._kept[slot]:
+            return False, False, self._last_used[slot]
+        own = self._own_tokens(slot) >= self.config.prefill_chunk
+        return True, own, self._last_used[slot]
+
+    def _own_tokens(self, slot: int) -> int:
+        """How many of the tokens `slot` keeps no other slot holds."""
+        kept = self._kept[slot]
+        shared = max(
+            (common_prefix(kept, self._content(s)) for s in range(self.n_seq) if s != slot),
+            default=0,
+        )
+        return len(kept) - shared
+
+    def _prefix_in_flight(self, seq: _Seq) -> bool:
+        """Whether a prompt being read right now shares at least COPY_AT_LEAST more tokens with
+        `seq` than any slot holds: then `seq` waits for it and copies its cells, rather than
+        reading the same passages beside it (RAG requests about one topic arrive together)."""
+        if not self.config.prefix_cache:
+            return False
+        held = max((common_prefix(self._content(s), seq.tokens) for s in range(self.n_seq)),
+                   default=0)  # fmt: skip
+        for other in self._active:
+            if other.prefilling:
+                shared = min(common_prefix(other.prompt, seq.tokens), len(other.prompt) - 1)
+                if shared >= held + COPY_AT_LEAST and shared > other.n_past:
+                    return True
+        return False
 
     def _sampler(self, seq: _Seq):
         """The chain llama-cpp-python's create_completion builds for these parameters; None for
@@ -370,18 +510,15 @@ class LlamaCppBatcher:
         for seq in [s for s in self._active if s.cancelled]:
             self._finish(seq, None, keep=False)
 
-    def _drafts(self, seq: _Seq, room: int) -> list[int]:
+    def _lookup(self, seq: _Seq) -> list[int]:
         """Prompt lookup: the tokens that followed the latest earlier occurrence of the last
-        n-gram (n = 3, then 2) in the prompt and the text so far; at most `room`."""
+        n-gram (n = 3, then 2) in the prompt and the text so far (at most draft_tokens, and no
+        more than the sequence may still generate)."""
         cfg = self.config
-        if not cfg.speculative or seq.params.temperature != 0.0 or seq.params.repeat_penalty != 1.0:
-            return []
-        if seq.quiet > 0:
-            seq.quiet -= 1
+        if not cfg.speculative or seq.sampler is not None:
             return []
         room = min(
-            room,
-            cfg.draft_tokens if seq.acceptance >= DRAFT_KEEP else 1,
+            cfg.draft_tokens,
             seq.params.max_tokens - seq.generated - 1,
             self.context_size - len(seq.tokens) - 1,
         )
@@ -398,6 +535,17 @@ class LlamaCppBatcher:
             if follower is not None:
                 return tokens[follower : follower + room]
         return []
+
+    @staticmethod
+    def _draft_depth(seq: _Seq, threshold: float, room: int) -> int:
+        """How many of `seq.lookup` to feed: while the chance that all up to here are right
+        is at least `threshold`."""
+        right = seq.right / (seq.right + seq.wrong)
+        depth, chance = 0, right
+        while depth < min(room, len(seq.lookup)) and chance >= threshold:
+            depth += 1
+            chance *= right
+        return depth
 
     def _piece(self, seq: _Seq) -> int:
         """Prompt tokens `seq` reads next: prompts are read in pieces of `prefill_chunk` from
@@ -435,12 +583,12 @@ class LlamaCppBatcher:
     def _step_inner(self) -> None:
         C = self._C
         generating, pieces, room = self._plan()
-        if len(generating) > DRAFT_STREAMS:
-            room = 0
+        threshold = self._cost.draft_threshold(len(generating))
         # (seq, its rows, drafts, prompt tokens read, whether it samples after its last row)
         groups: list[tuple[_Seq, list[tuple[int, int, int, bool]], list[int], int, bool]] = []
         for seq in generating:
-            drafts = self._drafts(seq, room)
+            seq.lookup = self._lookup(seq)
+            drafts = seq.lookup[: self._draft_depth(seq, threshold, room)]
             room -= len(drafts)
             feed = [seq.tokens[seq.n_past], *drafts]
             rows_of = [(t, seq.n_past + i, seq.slot, True) for i, t in enumerate(feed)]
@@ -473,7 +621,11 @@ class LlamaCppBatcher:
         batch.n_tokens = len(rows)
         decode_started = time.perf_counter()
         rc = C.llama_decode(self._ctx, batch)
-        self.stats.decode_seconds += time.perf_counter() - decode_started
+        self._copy_sources.clear()  # the copies are done
+        took = time.perf_counter() - decode_started
+        self.stats.decode_seconds += took
+        if not pieces and rc == 0:  # every row wants logits: the rows drafts would add
+            self._cost.add(len(rows), took)
         if rc == 1:  # no room in the KV pool: free some, retry next step
             self._make_room()
             return
@@ -485,14 +637,28 @@ class LlamaCppBatcher:
         for seq, n in reads:
             done = seq.n_past + n == len(seq.tokens)
             seq.n_past += n - 1 if done else n  # the last prompt token is counted by _sample
-        picks = self._greedy_picks(rows, sample_at)
+        logits, ordinal = self._logits(rows)
+        picks = self._greedy_picks(sample_at, logits, ordinal)
         for seq, row, drafts in sample_at:
             if seq in self._active:
                 self._sample(seq, row, drafts, picks)
 
-    def _greedy_picks(self, rows, sample_at) -> dict[int, int]:
-        """Row -> argmax token for the rows of greedy sequences, from one read of the logits
-        (llama.cpp keeps the rows that asked for logits contiguous, in batch order)."""
+    def _logits(self, rows) -> tuple[np.ndarray, dict[int, int]]:
+        """This step's logits (a writable view of llama.cpp's buffer) and batch row -> its
+        logits row (llama.cpp keeps the rows that asked for logits contiguous, in order)."""
+        ordinal, n = {}, 0
+        for i, (_, _, _, wants) in enumerate(rows):
+            if wants:
+                ordinal[i] = n
+                n += 1
+        logits = np.ctypeslib.as_array(
+            self._C.llama_get_logits(self._ctx), shape=(n, self._n_vocab)
+        )
+        return logits, ordinal
+
+    @staticmethod
+    def _greedy_picks(sample_at, logits: np.ndarray, ordinal: dict[int, int]) -> dict[int, int]:
+        """Row -> argmax token for the rows of greedy sequences, in one numpy call."""
         wanted = [
             row + j
             for seq, row, drafts in sample_at
@@ -501,26 +667,19 @@ class LlamaCppBatcher:
         ]
         if not wanted:
             return {}
-        ordinal, n = {}, 0
-        for i, (_, _, _, logits) in enumerate(rows):
-            if logits:
-                ordinal[i] = n
-                n += 1
-        logits = np.ctypeslib.as_array(
-            self._C.llama_get_logits(self._ctx), shape=(n, self._n_vocab)
-        )
         tokens = logits[[ordinal[r] for r in wanted]].argmax(axis=1)
         return dict(zip(wanted, tokens.tolist(), strict=True))
 
     def _sample(self, seq: _Seq, first: int, drafts: list[int], picks: dict[int, int]) -> None:
         """Sample after the fed token (and after each draft that turned out right); drop the
-        KV of the wrong drafts."""
-        accepted = 0
+        KV of the wrong drafts; score this step's lookup against what was sampled."""
+        accepted, sampled = 0, []
         for j in range(len(drafts) + 1):
             if seq.sampler is None:
                 token = picks[first + j]
             else:
                 token = self._C.llama_sampler_sample(seq.sampler.sampler, self._ctx, first + j)
+            sampled.append(token)
             seq.n_past += 1  # the token fed at this row is now in the KV
             if not self._emit(seq, token):
                 break
@@ -528,12 +687,15 @@ class LlamaCppBatcher:
                 accepted += 1
                 continue
             break
+        for guess, token in zip(seq.lookup, sampled, strict=False):
+            hit = guess == token
+            seq.right = DRAFT_MEMORY * seq.right + hit
+            seq.wrong = DRAFT_MEMORY * seq.wrong + (not hit)
+            if not hit:
+                break
         if drafts:
             self.stats.drafts_proposed += len(drafts)
             self.stats.drafts_accepted += accepted
-            seq.acceptance = 0.7 * seq.acceptance + 0.3 * accepted / len(drafts)
-            if seq.acceptance < DRAFT_KEEP:
-                seq.quiet = DRAFT_PAUSE
             if seq in self._active:
                 self._C.llama_memory_seq_rm(self._mem, seq.slot, seq.n_past, -1)
 
@@ -615,14 +777,6 @@ class LlamaCppBatcher:
             keep=False,
             error=HearthError(f"{self.model.name}: no KV cells left in slot {seq.slot}"),
         )
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 def _overlap(text: str, stop: str) -> int:
@@ -720,6 +874,7 @@ class BatchedLlamaCpp:
             "kv_cells": batcher.kv_cells,
             "kv_used": batcher.kv_used(),
             "cached_prefixes": batcher.cached_prefixes,
+            "host_cache_bytes": batcher.host_cache_bytes,
             **vars(batcher.stats),
         }
 

@@ -55,8 +55,12 @@ def build_state(config: ServeConfig, settings: Settings) -> ServerState:
         n = slots_of(spec)
         if n == 1:
             return None
+        host = config.prefix_cache_mib
         return BatchConfig(
-            slots=n, prefix_cache=config.prefix_cache, speculative=config.prompt_lookup
+            slots=n,
+            prefix_cache=config.prefix_cache,
+            speculative=config.prompt_lookup,
+            host_cache_bytes=None if host is None else int(host * 2**20),
         )
 
     models = ServedModels(

@@ -32,6 +32,8 @@ class ServeConfig(BaseModel):
     )
     queue_size: int = Field(64, ge=0, le=100_000, description="generations waiting; more: 429")
     prefix_cache: bool = True  # llama.cpp models reuse the KV of a prompt's cached beginning
+    # host memory for prefixes pushed out of the batch slots; None: 10% of free memory, <= 1 GiB
+    prefix_cache_mib: float | None = Field(None, ge=0, description="prefix cache in host memory")
     prompt_lookup: bool = True  # llama.cpp models draft greedy tokens from the prompt
     rate_limit: int | None = Field(None, ge=1, description="requests per minute per API key")
     max_upload_mb: float = Field(64.0, gt=0, description="largest request body, in MiB")

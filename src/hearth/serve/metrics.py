@@ -96,6 +96,8 @@ BATCH_METRICS = (
     ("sequences_in_steps", "hearth_batch_step_sequences", "Sequences summed over steps", True),
     ("prefix_hits", "hearth_prefix_cache_hits", "Prompts that reused a cached prefix", True),
     ("prefix_tokens_reused", "hearth_prefix_cache_tokens", "Prompt tokens not recomputed", True),
+    ("host_cache_bytes", "hearth_prefix_cache_host_bytes", "Prefixes kept in host memory", False),
+    ("host_restores", "hearth_prefix_cache_host_restores", "Prefixes restored from host", True),
     ("drafts_proposed", "hearth_prompt_lookup_drafts", "Prompt-lookup draft tokens", True),
     ("drafts_accepted", "hearth_prompt_lookup_accepted", "Draft tokens accepted", True),
     ("preempted", "hearth_batch_preempted", "Sequences paused for want of KV cells", True),

@@ -38,6 +38,9 @@ BENCHMARKS = [
     # Batched decode at 1/4/16 sequences vs single-stream, prefix-cache TTFT (~3 minutes).
     "engine_batching",
     "serve_embeddings_overhead",
+    # hearth.structured's accepts() against the official JSON-Schema-Test-Suite, drafts 2020-12
+    # and 7 (the suite comes from the jsonschema sdist, downloaded once; ~10 s).
+    "structured_suite",
     # hearth serve vs llama.cpp's own llama-server at 1/4/16/64 streaming clients (~12 minutes;
     # the first run builds llama-server from llama-cpp-python's source, ~15 minutes on 2 cores),
     # then the RAG traffic with prefix cache and prompt lookup on, and both off (~10 minutes).

@@ -57,3 +57,22 @@ class RemoteModelNotFoundError(ModelNotFoundError, BackendError):
 
 class CapabilityError(HearthError):
     """A model lacks what the caller needs (streaming, tools, JSON schema, a large context)."""
+
+
+class ConstraintError(HearthError):
+    """A constraint (JSON Schema, regex, grammar, choices) cannot be compiled or enforced.
+    `keyword` and `path` (a JSON pointer into the schema) say where, when it is a schema."""
+
+    def __init__(self, message: str, *, keyword: str | None = None, path: str | None = None):
+        super().__init__(message)
+        self.keyword = keyword
+        self.path = path
+
+
+class StructuredOutputError(HearthError):
+    """A model's output did not satisfy its constraint within the retry budget."""
+
+    def __init__(self, message: str, *, output: str = "", attempts: int = 0) -> None:
+        super().__init__(message)
+        self.output = output
+        self.attempts = attempts

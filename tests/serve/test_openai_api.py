@@ -219,3 +219,65 @@ def test_the_instruction_model_answers_over_the_api(client):
         max_tokens=8,
     )
     assert reply.model == INSTRUCT_MODEL and "5" in reply.choices[0].message.content
+
+
+PERSON = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 40},
+        "age": {"type": "integer", "minimum": 0, "maximum": 150},
+    },
+    "required": ["name", "age"],
+    "additionalProperties": False,
+}
+EXTRACT = [
+    {"role": "user", "content": "Extract name and age as JSON: Maria Lopez is 34 years old."}
+]
+
+
+def test_response_format_json_schema_and_json_object(client):
+    """Structured outputs through the official client: the content validates against the
+    schema, streamed or not; json_object gives an object."""
+    from hearth.structured import compile
+
+    fmt = {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON}}
+    reply = client.chat.completions.create(
+        model=CHAT_MODEL, messages=EXTRACT, max_tokens=60, response_format=fmt
+    )
+    person = compile(PERSON).parse(reply.choices[0].message.content)
+    assert person["age"] == 34 and reply.choices[0].finish_reason == "stop"
+    streamed = client.chat.completions.create(
+        model=CHAT_MODEL, messages=EXTRACT, max_tokens=60, response_format=fmt, stream=True
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+    assert text == reply.choices[0].message.content
+    anything = client.chat.completions.create(
+        model=CHAT_MODEL,
+        messages=EXTRACT,
+        max_tokens=60,
+        temperature=0.8,
+        seed=2,
+        response_format={"type": "json_object"},
+    )
+    assert isinstance(json.loads(anything.choices[0].message.content), dict)
+
+
+def test_a_schema_that_cannot_be_enforced_is_a_400_naming_the_keyword(client):
+    import openai
+
+    schema = {"type": "object", "properties": {"tags": {"type": "array", "uniqueItems": True}}}
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(
+            model=CHAT_MODEL,
+            messages=EXTRACT,
+            response_format={"type": "json_schema", "json_schema": {"name": "t", "schema": schema}},
+        )
+    assert "uniqueItems" in err.value.body["message"]
+    assert (
+        err.value.body["param"] == "response_format.json_schema.schema.properties.tags.uniqueItems"
+    )
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(
+            model=CHAT_MODEL, messages=EXTRACT, response_format={"type": "yaml"}
+        )
+    assert err.value.body["param"] == "response_format"

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import typer
 
-from hearth.cli import ask_cmds, generate_cmds, index_cmds, models_cmds, serve_cmds
+from hearth.cli import (
+    ask_cmds,
+    generate_cmds,
+    index_cmds,
+    models_cmds,
+    serve_cmds,
+    structured_cmds,
+)
 from hearth.cli.context import AppContext, run_guarded
 
 app = typer.Typer(
@@ -39,6 +46,7 @@ ask_cmds.register(app)
 generate_cmds.register(app)
 serve_cmds.register(app)
 models_cmds.register(app)
+structured_cmds.register(app)
 
 
 def main() -> None:

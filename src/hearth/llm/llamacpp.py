@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hearth.errors import ContextWindowError, ModelNotFoundError
+from hearth.llm.constrained import LogitsMask
 from hearth.llm.tool_calls import (
     ToolCallSplitter,
     ToolRequest,
@@ -22,6 +23,8 @@ from hearth.llm.tool_calls import (
     template_messages,
     template_supports_tools,
 )
+from hearth.structured import Constraint
+from hearth.structured import compile as compile_constraint
 from hearth.types import ChatResult, Message, StreamEnd, Usage, generation_kwargs, text_deltas
 
 GGUF_MAGIC = b"GGUF"
@@ -89,8 +92,12 @@ class GenerationParams:
     repeat_penalty: float = 1.0  # none: a penalty makes small models garble copied numbers
     tools: Any = None  # OpenAI function definitions (hearth.llm.tool_calls checks them)
     tool_choice: Any = None
+    # the output must satisfy this: a hearth.structured Constraint, or what compile() takes
+    constraint: Any = None
 
     def __post_init__(self) -> None:
+        if self.constraint is not None and not isinstance(self.constraint, Constraint):
+            object.__setattr__(self, "constraint", compile_constraint(self.constraint))
         if self.max_tokens < 1:
             raise ValueError(f"max_tokens must be at least 1, got {self.max_tokens}")
         if not 0.0 <= self.temperature <= 2.0:
@@ -111,7 +118,7 @@ class LlamaCppModel:
     """
 
     can_stream = True
-    supports_json_schema = False  # llama.cpp grammars are not wired in yet
+    supports_json_schema = True  # token masks from hearth.structured (llguidance)
 
     def __init__(
         self,
@@ -188,6 +195,12 @@ class LlamaCppModel:
                 self._formatter = _chat_formatter(llama)
                 self._llama = llama
         return self._llama
+
+    def structured_tokenizer(self):
+        """This model's vocabulary as hearth.structured masks it (read once, then cached)."""
+        from hearth.structured.tokenizers import llama_tokenizer
+
+        return llama_tokenizer(self._load()._model.vocab, str(self.path))
 
     # -- the ChatModel interface ---------------------------------------------------------------
 
@@ -290,14 +303,22 @@ class LlamaCppModel:
                 f"the prompt takes {len(tokens)} tokens but {self.name} has a context of "
                 f"{self.context_size}; shorten the input or raise context_size"
             )
+        criteria, processors = rendered.stopping_criteria, None
+        if gen.constraint is not None:
+            from llama_cpp import LogitsProcessorList, StoppingCriteriaList
+
+            mask = LogitsMask(gen.constraint.matcher(self.structured_tokenizer()), len(tokens))
+            processors = LogitsProcessorList([mask])
+            criteria = StoppingCriteriaList([*(criteria or []), mask.stop])
         return len(tokens), self._llama.create_completion(
             prompt=tokens,
+            logits_processor=processors,
             max_tokens=gen.max_tokens,
             temperature=gen.temperature,
             top_p=gen.top_p,
             repeat_penalty=gen.repeat_penalty,
             stop=list(gen.stop) + list(rendered.stop or []),
-            stopping_criteria=rendered.stopping_criteria,
+            stopping_criteria=criteria,
             seed=self.seed if gen.seed is None else gen.seed,
             stream=stream,
             model=self.name,

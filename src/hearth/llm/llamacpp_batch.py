@@ -209,6 +209,7 @@ class _Seq:
     right: float = DRAFT_PRIOR[0]  # lookup tokens that matched what was generated (decayed)
     wrong: float = DRAFT_PRIOR[1]  # and those that did not
     lookup: list[int] = field(default_factory=list)  # this step's lookup tokens (fed or not)
+    matcher: Any = None  # hearth.structured Matcher: the tokens its constraint allows next
 
     @property
     def prefilling(self) -> bool:
@@ -317,6 +318,8 @@ class LlamaCppBatcher:
                 "raise context_size or serve fewer slots (--max-concurrency)"
             )
         seq = _Seq(list(prompt), params, stops, queue.SimpleQueue(), seed)
+        if params.constraint is not None:  # built here, off the step thread
+            seq.matcher = params.constraint.matcher(self.model.structured_tokenizer())
         seq.tokens = list(prompt)
         with self._cv:
             if self._closed:
@@ -515,7 +518,7 @@ class LlamaCppBatcher:
         n-gram (n = 3, then 2) in the prompt and the text so far (at most draft_tokens, and no
         more than the sequence may still generate)."""
         cfg = self.config
-        if not cfg.speculative or seq.sampler is not None:
+        if not cfg.speculative or seq.sampler is not None or seq.matcher is not None:
             return []
         room = min(
             cfg.draft_tokens,
@@ -638,6 +641,9 @@ class LlamaCppBatcher:
             done = seq.n_past + n == len(seq.tokens)
             seq.n_past += n - 1 if done else n  # the last prompt token is counted by _sample
         logits, ordinal = self._logits(rows)
+        for seq, row, _ in sample_at:
+            if seq.matcher is not None:  # (no drafts: one row) masked in llama.cpp's buffer
+                seq.matcher.mask_logits(logits[ordinal[row]])
         picks = self._greedy_picks(sample_at, logits, ordinal)
         for seq, row, drafts in sample_at:
             if seq in self._active:
@@ -707,6 +713,12 @@ class LlamaCppBatcher:
         seq.tokens.append(token)
         seq.generated += 1
         seq.held += seq.decoder.decode(self._token_bytes(token))
+        complete = False
+        if seq.matcher is not None:
+            if not seq.matcher.advance(token):  # the mask allowed it: a bug, not the model's
+                self._finish(seq, None, error=HearthError(f"constraint: {seq.matcher.error}"))
+                return False
+            complete = seq.matcher.done
         stop_at = min((i for s in seq.stops if (i := seq.held.find(s)) >= 0), default=-1)
         if stop_at >= 0:
             seq.held = seq.held[:stop_at]
@@ -717,6 +729,9 @@ class LlamaCppBatcher:
         if len(seq.held) > keep:
             seq.events.put(("text", seq.held[: len(seq.held) - keep]))
             seq.held = seq.held[len(seq.held) - keep :]
+        if complete:
+            self._finish(seq, "stop")
+            return False
         if seq.generated >= seq.params.max_tokens or len(seq.tokens) >= self.context_size:
             self._finish(seq, "length")
             return False

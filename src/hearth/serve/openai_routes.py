@@ -25,6 +25,7 @@ from hearth.serve.config import RAG_MODEL_ID
 from hearth.serve.errors import APIError, from_exception, model_not_found, unsupported
 from hearth.serve.generation import Delta, Finish, Item, chat_events
 from hearth.serve.rag import rag_events, split_conversation
+from hearth.serve.response_format import constraint_for
 from hearth.serve.runner import CLIENT_CLOSED, ClientGone, EventStreamResponse, Generation
 from hearth.serve.state import ServerState
 from hearth.types import Message, Usage
@@ -110,8 +111,6 @@ def _check_chat_extras(body: s.ChatCompletionRequest) -> None:
         raise unsupported("tools", "tool calling is not supported by Hearth's models")
     if body.tool_choice not in (None, "none", "auto"):
         raise unsupported("tool_choice", "tool calling is not supported by Hearth's models")
-    if body.response_format and body.response_format.get("type", "text") != "text":
-        raise unsupported("response_format", "only {'type': 'text'} is supported")
     if body.logprobs or body.top_logprobs:
         raise unsupported("logprobs", "log probabilities are not returned")
 
@@ -283,6 +282,12 @@ async def chat_completions(body: s.ChatCompletionRequest, request: Request) -> R
     params = _generation_params(body, body.max_completion_tokens or body.max_tokens, state)
     model = state.models.chat(body.model)
     n = body.n
+    if rag and body.response_format and body.response_format.get("type", "text") != "text":
+        raise unsupported("response_format", f"model {RAG_MODEL_ID!r} answers in text")
+    if not rag:
+        constraint = constraint_for(body.response_format, model)
+        if constraint is not None:
+            params["constraint"] = constraint
     if rag:
         question, history = split_conversation(body.messages)
 

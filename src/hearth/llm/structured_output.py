@@ -1,0 +1,74 @@
+"""`generate(model, prompt, schema=...)`: an answer that satisfies a constraint, from any chat
+model. Models that mask tokens (llama.cpp) generate under the constraint; the others are shown
+the schema, and an answer that does not validate is sent back with the validation error for
+another try, within a retry budget. The result always validates, or StructuredOutputError.
+
+Hand-written: the retry loop is a few lines; the checking is hearth.structured's.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hearth.errors import StructuredOutputError
+from hearth.structured import Constraint, compile
+from hearth.types import ChatModel, Message
+
+RETRIES = 2
+SHOW_SCHEMA = "Answer with JSON only, matching this JSON Schema:\n{schema}"
+SHOW_PATTERN = "Answer with text only, matching this {kind}: {source}"
+RETRY = "That answer is not valid: {problem}\nAnswer again, with the corrected output only."
+
+
+def generate(
+    model: ChatModel | str,
+    prompt: str | list[Message],
+    schema: Any = None,
+    *,
+    retries: int = RETRIES,
+    **params: Any,
+) -> Any:
+    """The parsed, validated answer to `prompt` under `schema` (anything hearth.structured's
+    compile takes; a pydantic model gives an instance), or the text when `schema` is None."""
+    if isinstance(model, str):
+        from hearth import llm
+
+        model = llm.load(model)
+    messages = [Message("user", prompt)] if isinstance(prompt, str) else list(prompt)
+    params = {"temperature": 0.0, **params}
+    if schema is None:
+        return model.chat(messages, **params).text
+    constraint = schema if isinstance(schema, Constraint) else compile(schema)
+    if getattr(model, "supports_json_schema", False):
+        reply = model.chat(messages, constraint=constraint, **params)
+        return constraint.parse(reply.text)
+    messages = [Message("system", _instruction(constraint)), *messages]
+    problem, text = "", ""
+    for _ in range(retries + 1):
+        text = model.chat(messages, **params).text
+        try:
+            return constraint.parse(_unfenced(text))
+        except StructuredOutputError as exc:
+            problem = str(exc)
+        messages += [Message("assistant", text), Message("user", RETRY.format(problem=problem))]
+    raise StructuredOutputError(
+        f"{getattr(model, 'name', model)} gave no valid answer in {retries + 1} tries: {problem}",
+        output=text,
+        attempts=retries + 1,
+    )
+
+
+def _instruction(constraint: Constraint) -> str:
+    if constraint.kind == "json":
+        return SHOW_SCHEMA.format(schema=json.dumps(constraint.schema))
+    return SHOW_PATTERN.format(kind=constraint.kind, source=constraint.source)
+
+
+def _unfenced(text: str) -> str:
+    """The answer without a markdown code fence around it (chat models add one)."""
+    stripped = text.strip()
+    if stripped.startswith("```"):
+        stripped = stripped.split("\n", 1)[-1] if "\n" in stripped else ""
+        stripped = stripped.rsplit("```", 1)[0]
+    return stripped.strip()

@@ -41,7 +41,7 @@ BENCHMARKS = [
     # hearth.structured's accepts() against the official JSON-Schema-Test-Suite, drafts 2020-12
     # and 7 (the suite comes from the jsonschema sdist, downloaded once; ~10 s).
     "structured_suite",
-    # hearth serve vs llama.cpp's own llama-server at 1/4/16/64 streaming clients (~12 minutes;
+    # hearth serve vs llama.cpp's own llama-server at 1/4/16/64 streaming clients (~13 minutes;
     # the first run builds llama-server from llama-cpp-python's source, ~15 minutes on 2 cores),
     # then the RAG traffic with prefix cache and prompt lookup on, and both off (~10 minutes).
     "serve_load",
@@ -58,6 +58,7 @@ BENCHMARKS = [
 
 # result name -> (script, its arguments), where the two differ
 SCRIPTS = {
+    "serve_load": ("serve_load", ["--rounds", "4"]),  # the cores are noisy: more turns each
     "serve_load_rag": ("serve_load", ["--workload", "rag", "--clients", "1,16"]),
     "serve_load_rag_plain": (
         "serve_load",

@@ -81,3 +81,18 @@ def test_a_cut_short_constrained_output_says_length(batched):
     assert result.finish_reason == "length"
     with pytest.raises(json.JSONDecodeError):
         json.loads(result.text)
+
+
+def test_a_model_loaded_after_another_was_freed_still_constrains():
+    """The mask's tokenizer calls into its model's vocabulary, so it lives and dies with the
+    model (a cache keyed by file once handed a freed vocabulary to the next model: a crash)."""
+    import gc
+
+    from hearth import llm
+
+    first = llm.load("local:smollm2", context_size=512)
+    first.chat(ASK, max_tokens=8, temperature=0, constraint=PERSON)
+    del first
+    gc.collect()
+    second = llm.load("local:smollm2", context_size=512)
+    check(second.chat(ASK, max_tokens=80, temperature=0, constraint=PERSON))

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from hearth.structured import compile
-from hearth.structured.tokenizers import llama_tokenizer
 
 SCHEMA = {
     "type": "object",
@@ -24,8 +23,7 @@ SCHEMA = {
 
 @pytest.fixture(scope="module")
 def vocab(chat_model):
-    llama = chat_model._load()
-    return llama, llama_tokenizer(llama._model.vocab, chat_model.path)
+    return chat_model._load(), chat_model.structured_tokenizer()
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -154,6 +154,7 @@ class LlamaCppModel:
         self._llama = None
         self._formatter = None
         self._supports_tools: bool | None = None
+        self._structured = None  # the llguidance tokenizer over this model's vocabulary
         self._lock = threading.RLock()  # one llama.cpp context: one generation at a time
 
     @property
@@ -197,10 +198,16 @@ class LlamaCppModel:
         return self._llama
 
     def structured_tokenizer(self):
-        """This model's vocabulary as hearth.structured masks it (read once, then cached)."""
-        from hearth.structured.tokenizers import llama_tokenizer
+        """This model's vocabulary as hearth.structured masks it: read once, kept with the
+        model (it calls into the model's own vocabulary, so it must not outlive it)."""
+        if self._structured is None:
+            from hearth.structured.tokenizers import llama_tokenizer
 
-        return llama_tokenizer(self._load()._model.vocab, str(self.path))
+            llama = self._load()
+            with self._lock:
+                if self._structured is None:
+                    self._structured = llama_tokenizer(llama._model.vocab)
+        return self._structured
 
     # -- the ChatModel interface ---------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """Tokenizers as llguidance sees them: the byte tokenizer `accepts` runs on, a llama.cpp
 model's vocabulary, and any tokenizer given as its token pieces plus an encode function.
 
-Built once per vocabulary (reading a vocabulary takes about a second) and cached.
+The byte tokenizer and piece tokenizers are cached here; a llama.cpp one is kept by its model.
 """
 
 from __future__ import annotations
@@ -37,17 +37,15 @@ def byte_tokenizer() -> llguidance.LLTokenizer:
     ))  # fmt: skip
 
 
-def llama_tokenizer(vocab: Any, key: Any) -> llguidance.LLTokenizer:
-    """From a llama.cpp `llama_vocab *` (llguidance's own reader); `key` names the model."""
+def llama_tokenizer(vocab: Any) -> llguidance.LLTokenizer:
+    """From a llama.cpp `llama_vocab *` (llguidance's own reader, about a second). Not cached
+    here: the tokenizer calls into that vocabulary, so the model that owns it keeps it (see
+    LlamaCppModel.structured_tokenizer) and both go together."""
+    from llguidance.llamacpp import lltokenizer_from_vocab
 
-    def build() -> llguidance.LLTokenizer:
-        from llguidance.llamacpp import lltokenizer_from_vocab
-
-        with warnings.catch_warnings():  # it calls a deprecated alias once per token
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return lltokenizer_from_vocab(vocab)
-
-    return _cached(("llama.cpp", key), build)
+    with warnings.catch_warnings():  # it calls a deprecated alias once per token
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return lltokenizer_from_vocab(vocab)
 
 
 class _PieceVocabulary:

@@ -75,6 +75,9 @@ class OpenAIHandler(WireHandler):
             "stop": body.get("stop"),
             "seed": body.get("seed"),
         }
+        fmt = body.get("response_format") or {}
+        if fmt.get("type") == "json_schema":  # honoured as vLLM does: the model is constrained
+            params["constraint"] = fmt["json_schema"]["schema"]
         if body.get("stream"):
             self.stream(body, messages, params)
         else:

@@ -261,3 +261,28 @@ def test_count_tokens_is_an_estimate_close_to_a_real_tokenizer(server, chat_mode
     real = chat_model.count_tokens(prose)
     assert 0.85 * real <= estimate <= 1.25 * real
     assert server.seen == []  # no request made
+
+
+def test_json_schemas_are_forwarded_as_response_format(server):
+    """hearth.generate on an OpenAI-compatible server sends the schema as the server's own
+    structured-output request (the test server constrains its real model with it, as vLLM
+    does) and validates what comes back; a regex is not sent as a schema."""
+    from pydantic import BaseModel
+
+    import hearth
+    from hearth.errors import CapabilityError
+
+    class Person(BaseModel):
+        name: str
+        age: int
+
+    model = remote(server)
+    prompt = "Maria Lopez is 34 years old. Give her name and age as JSON."
+    person = hearth.generate(model, prompt, schema=Person, max_tokens=60)
+    assert isinstance(person, Person) and person.age == 34
+    sent = server.seen[-1].body["response_format"]
+    assert sent["type"] == "json_schema"
+    assert sent["json_schema"]["schema"] == Person.model_json_schema()
+    assert server.seen[-1].body["messages"][0]["role"] == "system"  # the schema is shown too
+    with pytest.raises(CapabilityError, match="regex"):
+        model.chat([Message("user", "a date?")], constraint=r"\d{4}")

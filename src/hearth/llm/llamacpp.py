@@ -119,6 +119,7 @@ class LlamaCppModel:
 
     can_stream = True
     supports_json_schema = True  # token masks from hearth.structured (llguidance)
+    masks_tokens = True  # any constraint: schemas, regexes, choices, grammars
 
     def __init__(
         self,

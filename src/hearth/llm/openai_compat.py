@@ -9,7 +9,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from hearth.errors import BackendError
+from hearth.errors import BackendError, CapabilityError
 from hearth.llm.presets import resolve
 from hearth.llm.remote import DEFAULT_CONNECT_TIMEOUT, RemoteChatModel, RemoteParams
 from hearth.llm.retry import Failure, parse_retry_after
@@ -32,6 +32,8 @@ class OpenAICompatModel(RemoteChatModel):
     (a RetryPolicy), `stream_usage` (ask for usage in streams; turned off by itself when a
     server refuses `stream_options`).
     """
+
+    supports_json_schema = True  # response_format json_schema (vLLM, Ollama, OpenAI, TGI...)
 
     def __init__(self, endpoint, context_size: int, *, stream_usage: bool = True, **kw: Any):
         super().__init__(endpoint, context_size, **kw)
@@ -70,6 +72,17 @@ class OpenAICompatModel(RemoteChatModel):
                 body[key] = getattr(p, key)
         if p.stop:
             body["stop"] = list(p.stop)
+        if p.constraint is not None:
+            if p.constraint.kind != "json":
+                raise CapabilityError(
+                    f"{self.name}: an OpenAI-compatible server takes JSON Schema constraints, "
+                    f"not a {p.constraint.kind}; use hearth.generate, which checks and retries"
+                )
+            schema = p.constraint.schema
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "output", "schema": schema, "strict": False},
+            }
         return body
 
     # -- the ChatModel interface ---------------------------------------------------------------

@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 from hearth.errors import BackendError, RemoteModelNotFoundError
 from hearth.llm.presets import PLACEHOLDER_KEY, Endpoint
 from hearth.llm.retry import Failure, GaveUp, RetryPolicy, call_with_retries
+from hearth.structured import Constraint
+from hearth.structured import compile as compile_constraint
 from hearth.types import Message, StreamEnd, Usage, generation_kwargs, text_deltas
 
 log = logging.getLogger(__name__)
@@ -37,8 +39,13 @@ class RemoteParams:
     top_p: float | None = None
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    # a hearth.structured Constraint (or what compile() takes): JSON ones are forwarded as the
+    # server's own structured-output request where the backend has one
+    constraint: Any = None
 
     def __post_init__(self) -> None:
+        if self.constraint is not None and not isinstance(self.constraint, Constraint):
+            object.__setattr__(self, "constraint", compile_constraint(self.constraint))
         if self.max_tokens < 1:
             raise ValueError(f"max_tokens must be at least 1, got {self.max_tokens}")
         if self.temperature is not None and not 0.0 <= self.temperature <= 2.0:
@@ -85,7 +92,8 @@ class RemoteChatModel:
     decision), `_error` (exception -> HearthError) and the chat / stream calls."""
 
     can_stream = True
-    # The servers' APIs have tools and JSON schema outputs, but chat() does not pass them yet.
+    # The servers' APIs have tools, but chat() does not pass them yet; JSON Schema outputs are
+    # forwarded by the backends that set supports_json_schema (hearth.generate validates)
     supports_tools = False
     supports_json_schema = False
 

@@ -1,7 +1,8 @@
 """`generate(model, prompt, schema=...)`: an answer that satisfies a constraint, from any chat
-model. Models that mask tokens (llama.cpp) generate under the constraint; the others are shown
-the schema, and an answer that does not validate is sent back with the validation error for
-another try, within a retry budget. The result always validates, or StructuredOutputError.
+model. Every model is shown the schema; models that mask tokens (llama.cpp) generate under the
+constraint, remote servers get JSON Schemas as their own structured-output request; an answer
+that does not validate is sent back with the validation error for another try, within a retry
+budget. The result always validates, or StructuredOutputError.
 
 Hand-written: the retry loop is a few lines; the checking is hearth.structured's.
 """
@@ -40,13 +41,16 @@ def generate(
     if schema is None:
         return model.chat(messages, **params).text
     constraint = schema if isinstance(schema, Constraint) else compile(schema)
-    if getattr(model, "supports_json_schema", False):
-        reply = model.chat(messages, constraint=constraint, **params)
-        return constraint.parse(reply.text)
+    native = getattr(model, "masks_tokens", False) or (
+        constraint.kind == "json" and getattr(model, "supports_json_schema", False)
+    )
     messages = [Message("system", _instruction(constraint)), *messages]
     problem, text = "", ""
     for _ in range(retries + 1):
-        text = model.chat(messages, **params).text
+        # a server's own structured mode may still fail (an old Ollama ignores the schema):
+        # its answer is checked like any other
+        asked = {**params, "constraint": constraint} if native else params
+        text = model.chat(messages, **asked).text
         try:
             return constraint.parse(_unfenced(text))
         except StructuredOutputError as exc:

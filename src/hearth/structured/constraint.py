@@ -78,8 +78,7 @@ class Matcher:
 
     def advance_many(self, tokens: list[int]) -> int:
         """How many of `tokens`, in order, the constraint takes (it takes those)."""
-        n = self._inner.try_consume_tokens(tokens)
-        return n
+        return self._inner.try_consume_tokens(tokens)
 
     def rollback(self, n: int) -> None:
         self._inner.rollback(n)

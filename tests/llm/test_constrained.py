@@ -51,6 +51,7 @@ def test_one_at_a_time_output_fits_the_schema(chat_model):
 
 def test_batched_constrained_and_free_streams_side_by_side(batched):
     alone = batched.chat(ASK, max_tokens=80, temperature=0, constraint=PERSON)
+    free_alone = batched.chat(ASK, max_tokens=80, temperature=0)
     results: dict[str, object] = {}
 
     def run(name, **params):
@@ -73,7 +74,7 @@ def test_batched_constrained_and_free_streams_side_by_side(batched):
     check(results["greedy"])
     check(results["sampled"])
     assert compile(r"\d{4}-\d{2}-\d{2}").accepts(results["date"].text)
-    assert not results["free"].text.startswith("{") or "Maria" in results["free"].text
+    assert results["free"].text == free_alone.text  # the masks touch only their own rows
 
 
 def test_a_cut_short_constrained_output_says_length(batched):

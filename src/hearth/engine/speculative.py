@@ -27,6 +27,7 @@ from torch import nn
 from hearth.engine.kv_cache import KVCache
 from hearth.engine.model import LlamaModel
 from hearth.engine.sampling import SamplingParams, apply_penalties, apply_warpers
+from hearth.llm.prefix_store import common_prefix
 
 FinishReason = Literal["eos", "length"]
 
@@ -146,16 +147,6 @@ def truncated_draft(model: LlamaModel, n_layers: int) -> LlamaModel:
     draft.layers = nn.ModuleList(list(model.layers[:n_layers]))
     draft.config = replace(model.config, n_layers=n_layers)
     return draft
-
-
-def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    """How many leading items `a` and `b` share."""
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 # ---- the target's side: distributions and the accept / reject rule --------------------------

@@ -13,8 +13,11 @@ from typing import Any
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    """Length of the common beginning of two lists (or two tuples): halving with slice
-    comparisons, which run in C."""
+    """Length of the common beginning of two token sequences: halving with slice comparisons,
+    which run in C (a list and a tuple never compare equal, so `b` takes `a`'s type)."""
+    if type(a) is not type(b):
+        b = list(b) if isinstance(a, list) else tuple(b)
+        a = a if isinstance(a, list | tuple) else tuple(a)
     n = min(len(a), len(b))
     if a[:n] == b[:n]:
         return n

@@ -6,9 +6,9 @@ The engine underneath is llguidance, chosen over XGrammar: no dependency beyond 
 wheel where XGrammar's pulls in torch and triton; broader JSON Schema coverage (`$ref`
 recursion, `anyOf`, `patternProperties`, `minProperties`); masks in tens of microseconds with
 no per-schema precompilation; a reader for llama.cpp vocabularies; Lark and GBNF grammars.
-`accepts` runs the very grammar the masks come from (with JSON's free whitespace), on a byte
-tokenizer, so it tells what generation enforces. Hand-written: the dispatch, the cache and the
-draft handling (schema.py); parsing and masking are llguidance's, final validation jsonschema's.
+`accepts` runs the very grammar the masks come from, on a byte tokenizer, so it tells what
+generation enforces. Hand-written: the dispatch, the cache and the draft handling (schema.py);
+parsing and masking are llguidance's, final validation jsonschema's.
 """
 
 from __future__ import annotations
@@ -31,10 +31,14 @@ from hearth.structured.tokenizers import byte_tokenizer
 log = logging.getLogger("hearth.structured")
 
 CACHE_SIZE = 256
-# generated JSON: json.dumps's separators and no other whitespace (no runaway newlines);
-# accepted JSON: any whitespace JSON allows between tokens
-GENERATE_JSON = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
-ACCEPT_JSON = {"whitespace_flexible": True}
+# JSON is generated with json.dumps's separators and no other whitespace (no runaway newlines);
+# accepts() writes a text that way before checking it
+JSON_SEPARATORS = (", ", ": ")
+GENERATE_JSON = {
+    "whitespace_flexible": False,
+    "item_separator": JSON_SEPARATORS[0],
+    "key_separator": JSON_SEPARATORS[1],
+}
 
 
 @dataclass(frozen=True)
@@ -108,13 +112,12 @@ class Matcher:
 class Constraint:
     """A compiled constraint. Build it with `compile`; cached, so compiling twice is free."""
 
-    def __init__(self, kind: str, source: Any, generate: str, accept: str, schema=None, model=None):
+    def __init__(self, kind: str, source: Any, grammar: str, schema=None, model=None):
         self.kind = kind  # "json", "regex", "choice" or "grammar"
         self.source = source
         self.schema = schema  # the JSON Schema, as given (JSON constraints)
         self.model = model  # the pydantic model, when compiled from one
-        self.grammar = generate  # llguidance's grammar for generation
-        self._accept_grammar = accept
+        self.grammar = grammar  # llguidance's grammar: masks, and accepts() on bytes
         self._templates: dict[int, tuple[Any, llguidance.LLMatcher]] = {}
         self._lock = threading.Lock()
 
@@ -131,10 +134,9 @@ class Constraint:
             if canonical is None:
                 return False  # not JSON at all
             text = canonical
-        m = llguidance.LLMatcher(byte_tokenizer(), self._accept_grammar, log_level=0)
-        return (
-            m.consume_tokens(list(text.encode("utf-8"))) and m.is_accepting() and not m.is_error()
-        )
+        data = list(text.encode("utf-8"))
+        m = self.matcher(byte_tokenizer())
+        return m.advance_many(data) == len(data) and m.accepting
 
     def matcher(self, tokenizer: llguidance.LLTokenizer) -> Matcher:
         """A fresh Matcher for one generation with `tokenizer` (see hearth.structured.
@@ -190,7 +192,7 @@ def _canonical_json(text: str) -> str | None:
         value = json.loads(text, parse_float=number)
     except (json.JSONDecodeError, RecursionError):
         return None
-    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    return json.dumps(value, ensure_ascii=False, separators=JSON_SEPARATORS)
 
 
 def validation_error(schema: Any, value: Any) -> str | None:
@@ -257,19 +259,16 @@ def _build(source: Any, assert_formats: bool) -> Constraint:
         if ready is True:
             ready = {}  # any JSON value
         try:
-            generate = llguidance.LLMatcher.grammar_from_json_schema(ready, overrides=GENERATE_JSON)
-            accept = llguidance.LLMatcher.grammar_from_json_schema(ready, overrides=ACCEPT_JSON)
+            grammar = llguidance.LLMatcher.grammar_from_json_schema(ready, overrides=GENERATE_JSON)
         except ValueError as exc:
             raise ConstraintError(f"cannot compile the schema: {exc}") from None
-        return Constraint(
-            "json", source, _checked(generate, source), _checked(accept, source), source, model
-        )
+        return Constraint("json", source, _checked(grammar, source), source, model)
     if isinstance(source, list | tuple):
         if not source or not all(isinstance(c, str) and c for c in source):
             raise ConstraintError("choices must be a non-empty list of non-empty strings")
         text = "start: " + " | ".join(json.dumps(c) for c in source)
         grammar = _checked(llguidance.LLMatcher.grammar_from_lark(text), source)
-        return Constraint("choice", list(source), grammar, grammar)
+        return Constraint("choice", list(source), grammar)
     if isinstance(source, Grammar):
         text = source.text
         if source.syntax == "gbnf":
@@ -282,13 +281,13 @@ def _build(source: Any, assert_formats: bool) -> Constraint:
         elif source.syntax != "lark":
             raise ConstraintError(f"grammar syntax {source.syntax!r}: use 'lark' or 'gbnf'")
         grammar = _checked(llguidance.LLMatcher.grammar_from_lark(text), source.text)
-        return Constraint("grammar", source, grammar, grammar)
+        return Constraint("grammar", source, grammar)
     try:
         re.compile(source)
     except re.error as exc:
         raise ConstraintError(f"the regex {source!r} does not compile: {exc}") from None
     grammar = _checked(llguidance.LLMatcher.grammar_from_regex(source), source)
-    return Constraint("regex", source, grammar, grammar)
+    return Constraint("regex", source, grammar)
 
 
 def _checked(grammar: str, source: Any) -> str:

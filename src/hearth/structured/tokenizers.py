@@ -1,20 +1,16 @@
-"""Tokenizers as llguidance sees them: the byte tokenizer `accepts` runs on, a llama.cpp
-model's vocabulary, and any tokenizer given as its token pieces plus an encode function.
+"""Tokenizers as llguidance sees them: the byte tokenizer `accepts` runs on, and a llama.cpp
+model's vocabulary.
 
-The byte tokenizer and piece tokenizers are cached here; a llama.cpp one is kept by its model.
+The byte tokenizer is cached here; a llama.cpp one is kept by its model.
 """
 
 from __future__ import annotations
 
-import threading
+import functools
 import warnings
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import llguidance
-
-_lock = threading.Lock()
-_cache: dict[Any, llguidance.LLTokenizer] = {}
 
 BYTE_EOS = 256
 
@@ -31,10 +27,9 @@ class _ByteVocabulary:
         return list(text)
 
 
+@functools.cache
 def byte_tokenizer() -> llguidance.LLTokenizer:
-    return _cached("bytes", lambda: llguidance.LLTokenizer(
-        llguidance.TokenizerWrapper(_ByteVocabulary())
-    ))  # fmt: skip
+    return llguidance.LLTokenizer(llguidance.TokenizerWrapper(_ByteVocabulary()))
 
 
 def llama_tokenizer(vocab: Any) -> llguidance.LLTokenizer:
@@ -46,40 +41,3 @@ def llama_tokenizer(vocab: Any) -> llguidance.LLTokenizer:
     with warnings.catch_warnings():  # it calls a deprecated alias once per token
         warnings.simplefilter("ignore", DeprecationWarning)
         return lltokenizer_from_vocab(vocab)
-
-
-class _PieceVocabulary:
-    def __init__(self, pieces, eos, encode, special) -> None:
-        self.tokens = list(pieces)
-        self.eos_token_id = eos
-        self.bos_token_id = None
-        self.special_token_ids = list(special)
-        self._encode = encode
-
-    def __call__(self, text: bytes) -> list[int]:
-        return list(self._encode(text))
-
-
-def piece_tokenizer(
-    key: Any,
-    pieces: Sequence[bytes],
-    eos: int,
-    encode: Callable[[bytes], list[int]],
-    special: Sequence[int] = (),
-) -> llguidance.LLTokenizer:
-    """From each token's bytes (special tokens marked with a leading 0xFF byte, as llguidance
-    expects), the end-of-text token and a function that encodes bytes to token ids."""
-    return _cached(
-        ("pieces", key),
-        lambda: llguidance.LLTokenizer(
-            llguidance.TokenizerWrapper(_PieceVocabulary(pieces, eos, encode, special))
-        ),
-    )
-
-
-def _cached(key: Any, build: Callable[[], llguidance.LLTokenizer]) -> llguidance.LLTokenizer:
-    with _lock:
-        found = _cache.get(key)
-        if found is None:
-            found = _cache[key] = build()
-        return found

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -51,11 +52,16 @@ def print_answer_tail(answer, streamed_text: str | None) -> None:
             f"[yellow]note:[/] {answer.dropped_passages} lowest-ranked passage(s) were left out "
             "to fit the model's context window"
         )
-    if not answer.citations:
+    print_sources(answer.citations, answer.passages)
+
+
+def print_sources(citations, passages) -> None:
+    """The numbered sources: file, page and headings, character span, the quoted text."""
+    if not citations:
         return
     console.print("\n[bold]Sources[/]")
-    copies = {hit.chunk.id: hit.duplicates for hit in answer.passages}
-    for c in answer.citations:
+    copies = {hit.chunk.id: hit.duplicates for hit in passages}
+    for c in citations:
         where = []
         if c.page:
             where.append(f"page {c.page}")
@@ -132,6 +138,12 @@ def ask(
     max_tokens: int | None = typer.Option(None, "--max-tokens", min=1),
     temperature: float | None = typer.Option(None, "--temperature", min=0.0, max=2.0),
     stream: bool = typer.Option(True, "--stream/--no-stream", help="Stream tokens as they come."),
+    schema_file: Path | None = typer.Option(
+        None,
+        "--schema",
+        metavar="FILE",
+        help="A JSON Schema file: answer with an object that fits it, each value cited.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Answer a question from the indexed documents, citing the passages used."""
@@ -143,12 +155,45 @@ def ask(
     answerer = _answerer(app, model, max_tokens, temperature, retriever)
     k = k or app.settings().top_k
     filters = make_filters(source, types)
+    if schema_file is not None:
+        if extractive:
+            raise typer.BadParameter("--schema and --extractive do not go together")
+        _ask_structured(answerer, question, schema_file, k, filters, as_json)
+        return
     if as_json:
         answer = answerer.answer(question, k=k, filters=filters, extractive=extractive)
         print_json(answer.to_json())
         return
     events = answerer.stream(question, k=k, filters=filters, extractive=extractive)
     show_answer(events, stream=stream)
+
+
+def _ask_structured(answerer, question: str, schema_file: Path, k: int, filters, as_json: bool):
+    import json
+
+    from hearth.cli.structured_cmds import read_schema
+    from hearth.rag.structured_answer import answer_with_schema
+    from hearth.structured import compile
+
+    constraint = compile(read_schema(schema_file))  # an unenforceable keyword fails here
+    result = answer_with_schema(answerer, question, constraint, k=k, filters=filters)
+    if as_json:
+        print_json(result.to_json())
+        return
+    if not result.found:
+        from hearth.rag.answer import NOT_FOUND_TEXT
+
+        console.print(NOT_FOUND_TEXT, markup=False)
+        return
+    typer.echo(json.dumps(result.to_json()["object"], ensure_ascii=False, indent=2))
+    marks = {f.path: f.cited for f in result.fields if f.cited}
+    for path, cited in marks.items():
+        console.print(f"[dim]{escape(path)}[/] " + escape("".join(f"[{n}]" for n in cited)))
+    if result.unsupported:
+        console.print(
+            "[yellow]not supported by any passage:[/] " + escape(", ".join(result.unsupported))
+        )
+    print_sources(result.citations, result.passages)
 
 
 def chat(

@@ -111,7 +111,10 @@ def _walk(node: Any, path: str, *, old: bool, assert_formats: bool) -> Any:
             keyword="format",
             path=f"{path}/format",
         )
+    _unevaluated_properties(node)  # before no-ops go: an `if` alone still evaluates
+    _unevaluated_items(node)
     _drop_no_ops(node)
+    _rewrite(node)
     for keyword in COUNTS:  # 2.0 is the integer 2 in JSON Schema
         if isinstance(node.get(keyword), float) and node[keyword].is_integer():
             node[keyword] = int(node[keyword])
@@ -162,6 +165,13 @@ def _from_old_draft(node: dict[str, Any]) -> None:
             del node["items"]
     else:
         node.pop("additionalItems", None)  # ignored beside a single `items` schema
+    dependencies = node.pop("dependencies", None)
+    if isinstance(dependencies, dict):  # draft 7's one keyword is two in 2020-12
+        for name, need in dependencies.items():
+            keyword = "dependentRequired" if isinstance(need, list) else "dependentSchemas"
+            node.setdefault(keyword, {})[name] = need
+    elif dependencies is not None:
+        node["dependencies"] = dependencies
 
 
 def _drop_no_ops(node: dict[str, Any]) -> None:
@@ -182,6 +192,123 @@ def _drop_no_ops(node: dict[str, Any]) -> None:
         node.pop("else", None)
     elif "then" not in node and "else" not in node:
         del node["if"]  # an `if` with no branch constrains nothing
+
+
+# keywords that apply other schemas to the same instance ("in place"): properties or items they
+# evaluate are invisible to a plain rewrite of unevaluatedProperties / unevaluatedItems
+IN_PLACE = ("allOf", "anyOf", "oneOf", "not", "if", "then", "else", "$ref", "$dynamicRef",
+            "$recursiveRef", "dependentSchemas", "dependentRequired", "dependencies",
+            "unevaluatedItems", "unevaluatedProperties")  # fmt: skip
+ALL_TYPES = ("null", "boolean", "object", "array", "string", "number")
+MAX_DEPENDENCIES = 4  # each is a two-way choice in the grammar
+
+
+def _rewrite(node: dict[str, Any]) -> None:
+    """Unenforceable keywords rewritten into enforceable ones where that is exactly
+    equivalent; whatever is left is refused by the caller."""
+    _dependencies(node)
+    _property_names(node)
+    _not(node)
+
+
+def _plain_children(node: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The allOf children when they are the only in-place applicator and have none of their
+    own (then what they evaluate is known without the instance), else None."""
+    if any(k in node for k in IN_PLACE if not k.startswith(("allOf", "unevaluated"))):
+        return None
+    children = node.get("allOf", [])
+    if not all(isinstance(c, dict) and not any(k in c for k in IN_PLACE) for c in children):
+        return None
+    return children
+
+
+def _unevaluated_properties(node: dict[str, Any]) -> None:
+    if "unevaluatedProperties" not in node:
+        return
+    # additionalProperties evaluates every property the others did not
+    if node["unevaluatedProperties"] in (True, {}) or "additionalProperties" in node:
+        del node["unevaluatedProperties"]
+        return
+    children = _plain_children(node)
+    if children is None or any("additionalProperties" in c or "patternProperties" in c
+                               for c in children):  # fmt: skip
+        return
+    properties = node.setdefault("properties", {})
+    for child in children:
+        for name in child.get("properties", {}):
+            properties.setdefault(name, True)
+    node["additionalProperties"] = node.pop("unevaluatedProperties")
+
+
+def _unevaluated_items(node: dict[str, Any]) -> None:
+    if "unevaluatedItems" not in node:
+        return
+    children = _plain_children(node)
+    if (
+        node["unevaluatedItems"] in (True, {})
+        or "items" in node
+        or (children and any("items" in c for c in children))
+    ):
+        del node["unevaluatedItems"]  # `items` evaluates every item past prefixItems
+        return
+    if children is None:
+        return
+    longest = max(len(s.get("prefixItems", [])) for s in [node, *children])
+    prefix = node.get("prefixItems", [])
+    if longest:
+        node["prefixItems"] = prefix + [True] * (longest - len(prefix))
+    node["items"] = node.pop("unevaluatedItems")
+
+
+def _dependencies(node: dict[str, Any]) -> None:
+    """ "If property a is present, b must be too" (or schema S must hold) as a choice: a is
+    absent, or it is there with its dependents (or S)."""
+    required = node.get("dependentRequired", {})
+    schemas = node.get("dependentSchemas", {})
+    if not isinstance(required, dict) or not isinstance(schemas, dict):
+        return
+    if not required and not schemas or len(required) + len(schemas) > MAX_DEPENDENCIES:
+        return
+    clauses = []
+    for name, needs in required.items():
+        if not isinstance(needs, list):
+            return
+        present = {"required": [*needs, name]}  # llguidance writes them in this order
+        clauses.append({"anyOf": [{"properties": {name: False}}, present]})
+    for name, schema in schemas.items():
+        present = {"allOf": [{"required": [name]}, schema]}
+        clauses.append({"anyOf": [{"properties": {name: False}}, present]})
+    node.pop("dependentRequired", None)
+    node.pop("dependentSchemas", None)
+    node["allOf"] = [*node.get("allOf", []), *clauses]
+
+
+def _property_names(node: dict[str, Any]) -> None:
+    names = node.get("propertyNames")
+    if names is False:  # no name is allowed: only the empty object
+        del node["propertyNames"]
+        node["maxProperties"] = 0
+
+
+def _not(node: dict[str, Any]) -> None:
+    """`not` of a bare type list is the other types (not of "integer" alone is not: 1.5)."""
+    negated = node.get("not")
+    if negated is False:
+        del node["not"]
+        return
+    if not isinstance(negated, dict) or set(negated) != {"type"}:
+        return
+    types = negated["type"] if isinstance(negated["type"], list) else [negated["type"]]
+    if "integer" in types and "number" not in types:
+        return
+    left = [t for t in ALL_TYPES if t not in types]  # "number" left: integers too
+    if "type" in node:
+        given = node["type"] if isinstance(node["type"], list) else [node["type"]]
+        left = [t for t in given if t in left or (t == "integer" and "number" in left)]
+    if not left:
+        return  # nothing satisfies it: left to be refused
+    del node["not"]
+    node["type"] = left
 
 
 def _pointer(name: str) -> str:

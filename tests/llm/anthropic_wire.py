@@ -1,20 +1,31 @@
 """A small server on 127.0.0.1 speaking Anthropic's Messages API wire format, answering with
 the real local GGUF: POST /v1/messages as JSON or as the SSE event sequence message_start,
-content_block_start, ping, content_block_delta (text_delta)..., content_block_stop,
-message_delta (stop_reason, usage.output_tokens), message_stop.
+content_block_start, ping, content_block_delta (text_delta or input_json_delta)...,
+content_block_stop, message_delta (stop_reason, usage.output_tokens), message_stop.
 
 Checks the key (x-api-key, or Authorization: Bearer as anthropic SDK 2.x sends it) and the
-anthropic-version header like the real API, applies stop_sequences itself (so it
-can report stop_reason "stop_sequence"), and fails on demand (401, 429 with retry-after,
-529 overloaded, 500) to test the Anthropic backend's retries and errors.
+anthropic-version header like the real API, checks tools, tool_choice and that every tool_use
+is answered by a tool_result in the next turn, applies stop_sequences itself (so it can report
+stop_reason "stop_sequence"), and fails on demand (401, 429 with retry-after, 529 overloaded,
+500) to test the Anthropic backend's retries and errors. A forced tool ("tool" or "any") is
+written by the model under the tool's input_schema (hearth.structured masks its tokens), so a
+tool_use input really fits. Hand-written: a fake of a paid API must check what the real one does.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 
 from hearth.types import Message
-from tests.llm.wire_support import Fault, WireHandler, WireServer
+from tests.llm.wire_support import (
+    Fault,
+    ForcedCall,
+    WireHandler,
+    WireServer,
+    text_of_call,
+    tools_shown,
+)
 
 MODELS = ("claude-test-1",)
 
@@ -81,7 +92,7 @@ class AnthropicHandler(WireHandler):
         if problem:
             self.send_json(problem.status, problem.body)
             return
-        messages = [Message(m["role"], m["content"]) for m in body["messages"]]
+        messages = [Message(m["role"], model_text(m["content"])) for m in body["messages"]]
         if body.get("system"):
             messages.insert(0, Message("system", body["system"]))
         params = {
@@ -89,7 +100,15 @@ class AnthropicHandler(WireHandler):
             "temperature": body.get("temperature", 1.0),  # the API's default
             "top_p": body.get("top_p"),
         }
-        if body.get("stream"):
+        forced = forced_call(body)
+        if forced is not None:
+            described = {t["name"]: t.get("description", "") for t in body["tools"]}
+            messages.insert(0, tools_shown(forced.tools, described))
+            if body.get("stream"):
+                self.stream_call(body, messages, params, forced)
+            else:
+                self.complete_call(body, messages, params, forced)
+        elif body.get("stream"):
             self.stream(body, messages, params)
         else:
             self.complete(body, messages, params)
@@ -117,7 +136,7 @@ class AnthropicHandler(WireHandler):
             return anthropic_error(
                 400, "invalid_request_error", "seed: Extra inputs are not permitted"
             )
-        return None
+        return check_tools(body)
 
     def generate(self, messages, params, stops, on_text) -> tuple[str, str | None, int]:
         """Run the model, cutting at stop sequences; returns (stop_reason, stop_sequence,
@@ -210,6 +229,154 @@ class AnthropicHandler(WireHandler):
             "message_delta",
         )
         send({"type": "message_stop"}, "message_stop")
+
+    # -- forced tool calls (tool_choice "tool" or "any") --------------------------------------
+
+    def tool_use(self, name: str, tool_input) -> dict:
+        return {
+            "type": "tool_use",
+            "id": f"toolu_{uuid.uuid4().hex[:24]}",
+            "name": name,
+            "input": tool_input,
+        }
+
+    def complete_call(self, body, messages, params, forced: ForcedCall) -> None:
+        text, end = self.generate_call(messages, params, forced)
+        call = forced.split(text)
+        usage = {
+            "input_tokens": self.wire.model.count_tokens(messages),
+            "output_tokens": end.usage.completion_tokens,
+        }
+        answer = self.message(body, None, "tool_use" if call else "max_tokens", None, usage)
+        answer["content"] = [self.tool_use(*call)] if call else []
+        self.send_json(200, answer)
+
+    def stream_call(self, body, messages, params, forced: ForcedCall) -> None:
+        send = self.send_sse
+        input_tokens = self.wire.model.count_tokens(messages)
+        start = self.message(
+            body, None, None, None, {"input_tokens": input_tokens, "output_tokens": 1}
+        )
+        self.start_sse()
+        if not send({"type": "message_start", "message": start}, "message_start"):
+            self.client_went_away()
+            return
+
+        def block_start(name: str) -> bool:
+            block = {**self.tool_use(name, {})}
+            return send(
+                {"type": "content_block_start", "index": 0, "content_block": block},
+                "content_block_start",
+            )
+
+        def piece(partial: str) -> bool:
+            delta = {"type": "input_json_delta", "partial_json": partial}
+            return send(
+                {"type": "content_block_delta", "index": 0, "delta": delta}, "content_block_delta"
+            )
+
+        if forced.name is not None:  # the input streams as the model writes it
+            opened = block_start(forced.name)
+            text, end = self.generate_call(messages, params, forced, lambda d: opened and piece(d))
+            call = forced.split(text)
+        else:  # which tool is known once the call is written
+            text, end = self.generate_call(messages, params, forced)
+            call = forced.split(text)
+            if call is not None:
+                partial = json.dumps(call[1])
+                half = len(partial) // 2
+                block_start(call[0]) and piece(partial[:half]) and piece(partial[half:])
+        if end is None:
+            self.client_went_away()
+            return
+        send({"type": "content_block_stop", "index": 0}, "content_block_stop")
+        send(
+            {
+                "type": "message_delta",
+                "delta": {
+                    "stop_reason": "tool_use" if call else "max_tokens",
+                    "stop_sequence": None,
+                },
+                "usage": {"output_tokens": end.usage.completion_tokens},
+            },
+            "message_delta",
+        )
+        send({"type": "message_stop"}, "message_stop")
+
+
+def check_tools(body) -> Fault | None:
+    """The API's checks on tools, tool_choice and tool_use / tool_result pairing."""
+
+    def bad(message: str) -> Fault:
+        return anthropic_error(400, "invalid_request_error", message)
+
+    names = []
+    for i, tool in enumerate(body.get("tools") or []):
+        if not isinstance(tool.get("name"), str) or not tool["name"]:
+            return bad(f"tools.{i}.custom.name: Field required")
+        schema = tool.get("input_schema")
+        if not isinstance(schema, dict) or schema.get("type") != "object":
+            return bad(f"tools.{i}.custom.input_schema.type: Input should be 'object'")
+        names.append(tool["name"])
+    choice = body.get("tool_choice")
+    if choice is not None:
+        if not names:
+            return bad("tool_choice may only be specified while providing tools.")
+        if choice.get("type") not in ("auto", "any", "tool", "none"):
+            return bad(f"tool_choice.type: Input tag {choice.get('type')!r} does not match")
+        if choice["type"] == "tool" and choice.get("name") not in names:
+            return bad(f"Tool '{choice.get('name')}' not found in provided tools")
+    turns = body["messages"]
+    for i, turn in enumerate(turns):
+        blocks = turn["content"] if isinstance(turn["content"], list) else []
+        uses = [b["id"] for b in blocks if b.get("type") == "tool_use"]
+        if uses:
+            after = turns[i + 1]["content"] if i + 1 < len(turns) else []
+            answered = {b.get("tool_use_id") for b in after if isinstance(b, dict)}
+            missing = [u for u in uses if u not in answered]
+            if missing:
+                return bad(
+                    f"messages.{i}: `tool_use` ids were found without `tool_result` blocks "
+                    f"immediately after: {', '.join(missing)}. Each `tool_use` block must have "
+                    "a corresponding `tool_result` block in the next message."
+                )
+        before = turns[i - 1]["content"] if i else []
+        offered = {b.get("id") for b in before if isinstance(b, dict)}
+        for j, block in enumerate(blocks):
+            if block.get("type") == "tool_result" and block.get("tool_use_id") not in offered:
+                return bad(
+                    f"messages.{i}.content.{j}: unexpected `tool_use_id` found in "
+                    f"`tool_result` blocks: {block.get('tool_use_id')}. Each `tool_result` "
+                    "block must have a corresponding `tool_use` block in the previous message."
+                )
+    return None
+
+
+def forced_call(body) -> ForcedCall | None:
+    """tool_choice "tool" (one named tool) or "any": the model must write a call."""
+    choice = body.get("tool_choice") or {}
+    if choice.get("type") not in ("tool", "any"):
+        return None
+    tools = {t["name"]: t["input_schema"] for t in body["tools"]}
+    return ForcedCall(tools, choice.get("name") if choice["type"] == "tool" else None)
+
+
+def model_text(content) -> str:
+    """A turn's content blocks as the text the small model reads."""
+    if isinstance(content, str):
+        return content
+    parts = []
+    for block in content:
+        if block["type"] == "text":
+            parts.append(block["text"])
+        elif block["type"] == "tool_use":
+            parts.append(text_of_call(block["name"], block["input"]))
+        elif block["type"] == "tool_result":
+            result = block.get("content", "")
+            if isinstance(result, list):
+                result = "".join(b.get("text", "") for b in result)
+            parts.append(f"Tool result ({block['tool_use_id']}): {result}")
+    return "\n".join(parts)
 
 
 class AnthropicWireServer(WireServer):

@@ -1,8 +1,10 @@
 """The Anthropic backend against a real HTTP server on 127.0.0.1 speaking the Messages API wire
-format (JSON and SSE events) and answering with the real local GGUF; faults on demand."""
+format (JSON and SSE events) and answering with the real local GGUF; faults on demand; tools
+mapped to Anthropic's shapes and JSON Schema answers through its tool mode."""
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -195,4 +197,182 @@ def test_bad_parameters_fail_before_any_request(server):
         model.stream_events(QUESTION, top_k=3)
     with pytest.raises(ValueError, match="max_tokens"):
         model.chat(QUESTION, max_tokens=0)
+    assert server.seen == []
+
+
+# -- tools and JSON answers through tool mode -------------------------------------------------
+
+WEATHER = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string", "maxLength": 30},
+        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+    },
+    "required": ["city"],
+    "additionalProperties": False,
+}
+CLOCK = {
+    "type": "object",
+    "properties": {"city": {"type": "string", "maxLength": 30}},
+    "required": ["city"],
+    "additionalProperties": False,
+}
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Current weather in a city",
+            "parameters": WEATHER,
+        },
+    },
+    {"type": "function", "function": {"name": "get_time", "parameters": CLOCK}},
+]
+ASK = [Message("user", "What is the weather in Paris?")]
+NAMED = {"type": "function", "function": {"name": "get_weather"}}
+PERSON = "Maria Lopez is 34 years old. Give her name and age as JSON."
+
+
+def _valid_call(call, schema) -> dict:
+    from hearth.structured import compile
+
+    assert call.id and call.name
+    return compile(schema).parse(call.arguments)
+
+
+def test_a_json_schema_is_sent_as_tool_mode_and_the_input_is_the_answer(server):
+    from pydantic import BaseModel
+
+    import hearth
+
+    class Person(BaseModel):
+        name: str
+        age: int
+
+    model = claude(server)
+    assert model.supports_json_schema and model.supports_tools
+    person = hearth.generate(model, PERSON, schema=Person, max_tokens=60)
+    assert isinstance(person, Person) and person.age == 34
+    sent = server.posts()[-1].body
+    assert sent["tools"] == [
+        {
+            "name": "answer",
+            "description": "Give your answer: call this with the answer as the input.",
+            "input_schema": Person.model_json_schema(),
+        }
+    ]
+    assert sent["tool_choice"] == {"type": "tool", "name": "answer"}
+    result = model.chat([Message("user", PERSON)], constraint=Person, max_tokens=60)
+    assert Person.model_validate_json(result.text) == person  # the tool input, as JSON text
+    assert result.finish_reason == "stop" and result.tool_calls == []  # no call of the caller's
+    *deltas, end = model.stream_events([Message("user", PERSON)], constraint=Person, max_tokens=60)
+    assert len(deltas) > 3  # input_json_delta pieces stream as the answer's text
+    assert Person.model_validate_json("".join(deltas)) == person
+    assert end.finish_reason == "stop" and end.tool_calls == []
+
+
+def test_a_schema_that_is_no_object_is_wrapped_and_unwrapped(server):
+    yes_no = {"type": "string", "enum": ["yes", "no"]}
+    model = claude(server)
+    result = model.chat([Message("user", "Is water wet?")], constraint=yes_no, max_tokens=12)
+    assert result.text in ('"yes"', '"no"')
+    schema = server.posts()[-1].body["tools"][0]["input_schema"]
+    assert schema == {
+        "type": "object",
+        "properties": {"value": yes_no},
+        "required": ["value"],
+        "additionalProperties": False,
+    }
+    *deltas, end = model.stream_events(
+        [Message("user", "Is water wet?")], constraint=yes_no, max_tokens=12
+    )
+    assert deltas == [result.text] and end.finish_reason == "stop"  # whole, once unwrapped
+
+
+def test_openai_shaped_tools_map_onto_anthropics_and_calls_come_back(server):
+    model = claude(server)
+    result = model.chat(ASK, tools=TOOLS, tool_choice=NAMED, max_tokens=40, temperature=0)
+    (call,) = result.tool_calls
+    assert call.name == "get_weather" and call.id.startswith("toolu_")
+    assert _valid_call(call, WEATHER)["city"]
+    assert result.finish_reason == "tool_calls"
+    sent = server.posts()[-1].body
+    assert sent["tools"] == [
+        {
+            "name": "get_weather",
+            "input_schema": WEATHER,
+            "description": "Current weather in a city",
+        },
+        {"name": "get_time", "input_schema": CLOCK},
+    ]
+    assert sent["tool_choice"] == {"type": "tool", "name": "get_weather"}
+    picked = model.chat(ASK, tools=TOOLS, tool_choice="required", max_tokens=40, temperature=0)
+    (call,) = picked.tool_calls
+    _valid_call(call, {"get_weather": WEATHER, "get_time": CLOCK}[call.name])
+    assert server.posts()[-1].body["tool_choice"] == {"type": "any"}
+    model.chat(ASK, tools=TOOLS, tool_choice="auto", max_tokens=2)
+    assert server.posts()[-1].body["tool_choice"] == {"type": "auto"}
+
+
+def test_streamed_tool_use_blocks_gather_their_input_json_deltas(server):
+    model = claude(server)
+    *deltas, end = model.stream_events(
+        ASK, tools=TOOLS, tool_choice=NAMED, max_tokens=40, temperature=0
+    )
+    assert deltas == [] and end.finish_reason == "tool_calls"
+    (call,) = end.tool_calls
+    assert call.name == "get_weather" and _valid_call(call, WEATHER)["city"]
+    *_, picked = model.stream_events(
+        ASK, tools=TOOLS, tool_choice="required", max_tokens=40, temperature=0
+    )
+    (call,) = picked.tool_calls
+    _valid_call(call, {"get_weather": WEATHER, "get_time": CLOCK}[call.name])
+
+
+def test_calls_and_results_go_back_as_tool_use_and_tool_result_blocks(server):
+    model = claude(server)
+    (call,) = model.chat(ASK, tools=TOOLS, tool_choice=NAMED, max_tokens=40).tool_calls
+    convo = [
+        *ASK,
+        Message("assistant", "Let me check.", tool_calls=[call]),
+        Message("tool", "18 C and sunny", tool_call_id=call.id),
+        Message("user", "Answer in one line."),
+    ]
+    answer = model.chat(convo, tools=TOOLS, tool_choice="none", max_tokens=8, temperature=0)
+    assert answer.text.strip() and answer.tool_calls == []  # the server accepted the pairing
+    sent = server.posts()[-1].body
+    assert sent["messages"][1:] == [
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Let me check."},
+                {
+                    "type": "tool_use",
+                    "id": call.id,
+                    "name": call.name,
+                    "input": json.loads(call.arguments),
+                },
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": call.id, "content": "18 C and sunny"},
+                {"type": "text", "text": "Answer in one line."},
+            ],
+        },
+    ]
+    assert sent["tool_choice"] == {"type": "none"}
+
+
+def test_what_tool_mode_cannot_carry_is_refused_before_any_request(server):
+    from hearth.errors import CapabilityError
+
+    model = claude(server)
+    with pytest.raises(CapabilityError, match="not a regex"):
+        model.chat(ASK, constraint=r"\d{4}")
+    with pytest.raises(CapabilityError, match="cannot be combined with other tools"):
+        model.chat(ASK, constraint=WEATHER, tools=TOOLS)
+    with pytest.raises(ValueError, match="needs tool_call_id"):
+        model.chat([*ASK, Message("tool", "18 C")])
     assert server.seen == []

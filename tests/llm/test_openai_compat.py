@@ -1,6 +1,7 @@
 """The OpenAI-compatible backend against a real OpenAI-format HTTP server on 127.0.0.1 that
 answers with the real local GGUF and fails on demand: chat, streams, usage, retries, timeouts,
-clear errors, and closing a stream early."""
+clear errors, closing a stream early, tools (calls back in chat and streams, results sent in
+OpenAI's shape) and vLLM's guided decoding for regexes, choices and grammars."""
 
 from __future__ import annotations
 
@@ -286,3 +287,155 @@ def test_json_schemas_are_forwarded_as_response_format(server):
     assert server.seen[-1].body["messages"][0]["role"] == "system"  # the schema is shown too
     with pytest.raises(CapabilityError, match="regex"):
         model.chat([Message("user", "a date?")], constraint=r"\d{4}")
+
+
+# -- tools and vLLM's guided decoding -------------------------------------------------------
+
+WEATHER = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string", "maxLength": 30},
+        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+    },
+    "required": ["city"],
+    "additionalProperties": False,
+}
+CLOCK = {
+    "type": "object",
+    "properties": {"city": {"type": "string", "maxLength": 30}},
+    "required": ["city"],
+    "additionalProperties": False,
+}
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Current weather in a city",
+            "parameters": WEATHER,
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "get_time",
+            "description": "Local time in a city",
+            "parameters": CLOCK,
+        },
+    },
+]
+ASK = [Message("user", "What is the weather in Paris?")]
+NAMED = {"type": "function", "function": {"name": "get_weather"}}
+
+
+def _valid_call(call, schema) -> dict:
+    from hearth.structured import compile
+
+    assert call.id and call.name
+    return compile(schema).parse(call.arguments)  # StructuredOutputError if it does not fit
+
+
+def test_tools_travel_natively_and_the_servers_calls_come_back(server):
+    model = remote(server)
+    assert model.supports_tools
+    result = model.chat(ASK, tools=TOOLS, tool_choice=NAMED, max_tokens=40, temperature=0)
+    (call,) = result.tool_calls
+    assert call.name == "get_weather" and _valid_call(call, WEATHER)["city"]
+    # the server ended a named call with "stop", as OpenAI and vLLM do: the calls decide
+    assert result.finish_reason == "tool_calls" and result.text == ""
+    sent = server.posts()[0].body
+    assert [t["function"]["name"] for t in sent["tools"]] == ["get_weather", "get_time"]
+    assert sent["tools"][0]["function"]["parameters"] == WEATHER
+    assert sent["tool_choice"] == NAMED
+
+
+def test_streamed_tool_call_deltas_are_gathered_into_the_end(server):
+    model = remote(server)
+    *deltas, end = model.stream_events(
+        ASK, tools=TOOLS, tool_choice=NAMED, max_tokens=40, temperature=0
+    )
+    assert "".join(deltas) == "" and end.finish_reason == "tool_calls"
+    (call,) = end.tool_calls
+    assert call.name == "get_weather" and call.id.startswith("call_")
+    _valid_call(call, WEATHER)
+    *_, picked = model.stream_events(
+        ASK, tools=TOOLS, tool_choice="required", max_tokens=40, temperature=0
+    )
+    (call,) = picked.tool_calls  # "required": the server names the tool once it is written
+    _valid_call(call, {"get_weather": WEATHER, "get_time": CLOCK}[call.name])
+    assert picked.finish_reason == "tool_calls"
+    assert server.posts()[-1].body["tool_choice"] == "required"
+
+
+def test_calls_and_results_go_back_in_openais_shape(server):
+    model = remote(server)
+    first = model.chat(ASK, tools=TOOLS, tool_choice=NAMED, max_tokens=40, temperature=0)
+    (call,) = first.tool_calls
+    convo = [
+        *ASK,
+        Message("assistant", "", tool_calls=[call]),
+        Message("tool", "18 C and sunny", tool_call_id=call.id, name="get_weather"),
+    ]
+    answer = model.chat(convo, tools=TOOLS, tool_choice="none", max_tokens=12, temperature=0)
+    assert answer.text.strip() and answer.tool_calls == []  # the server accepted the turns
+    sent = server.posts()[-1].body
+    assert sent["messages"][1:] == [
+        {"role": "assistant", "content": None, "tool_calls": [call.as_openai()]},
+        {"role": "tool", "tool_call_id": call.id, "content": "18 C and sunny"},
+    ]
+    assert sent["tool_choice"] == "none" and len(sent["tools"]) == 2
+
+
+def test_bad_tool_requests_fail_before_any_request(server):
+    model = remote(server)
+    with pytest.raises(ValueError, match=r"tools\[0\].function.name"):
+        model.chat(ASK, tools=[{"type": "function", "function": {}}])
+    with pytest.raises(ValueError, match="not in tools"):
+        model.chat(ASK, tools=TOOLS, tool_choice={"type": "function", "function": {"name": "x"}})
+    with pytest.raises(ValueError, match="needs `tools`"):
+        model.chat(ASK, tool_choice="required")
+    with pytest.raises(ValueError, match=r"messages\[1\]: a 'tool' message needs tool_call_id"):
+        model.chat([*ASK, Message("tool", "18 C")], tools=TOOLS)
+    assert server.seen == []
+
+
+def test_a_vllm_server_gets_regexes_choices_and_grammars_as_guided_decoding(server, monkeypatch):
+    """vllm: masks tokens server-side for every kind of constraint, so hearth.generate forwards
+    them (the test server constrains its real model with them, as vLLM does) and validates."""
+    import hearth
+    from hearth.structured import gbnf, lark
+
+    monkeypatch.setenv("VLLM_BASE_URL", server.url)
+    monkeypatch.setenv("VLLM_API_KEY", server.api_key)
+    model = llm.load("vllm:smollm2-test", retry=FAST)
+    assert model.guided and model.masks_tokens
+    assert hearth.generate(model, "Is water wet?", schema=["yes", "no"]) in ("yes", "no")
+    sent = server.posts()[-1].body
+    assert sent["structured_outputs"] == {"choice": ["yes", "no"]}
+    assert sent["guided_choice"] == ["yes", "no"]  # vLLM before 0.12 reads these
+    year = hearth.generate(model, "In which year did World War II end?", schema=r"\d{4}")
+    assert len(year) == 4 and year.isdigit()
+    assert server.posts()[-1].body["guided_regex"] == r"\d{4}"
+    server.legacy_guided = True  # an older vLLM: only the guided_* fields count
+    grammar = 'root ::= "yes" | "no"'
+    assert hearth.generate(model, "Is water wet?", schema=gbnf(grammar)) in ("yes", "no")
+    assert server.posts()[-1].body["guided_grammar"] == grammar  # sent as written
+    assert hearth.generate(model, "Is fire cold?", schema=lark('start: "yes" | "no"')) in (
+        "yes",
+        "no",
+    )
+    sent = server.posts()[-1].body
+    assert sent["structured_outputs"] == {"grammar": 'start: "yes" | "no"'}
+    assert "response_format" not in sent
+
+
+def test_guided_decoding_is_for_vllm_unless_asked_for(server):
+    from hearth.errors import CapabilityError
+
+    plain = remote(server)
+    assert not plain.guided and not getattr(plain, "masks_tokens", False)
+    with pytest.raises(CapabilityError, match="vLLM takes all kinds"):
+        plain.chat(ASK, constraint=["yes", "no"])
+    vllm_behind_openai = remote(server, guided=True)  # a vLLM reached as openai:MODEL@URL
+    answer = vllm_behind_openai.chat(ASK, constraint=["sunny", "rainy"], max_tokens=4)
+    assert answer.text in ("sunny", "rainy")

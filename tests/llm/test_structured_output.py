@@ -1,5 +1,7 @@
 """hearth.generate(model, prompt, schema=...): a validated pydantic instance from a model that
-masks tokens; validate-and-retry, with the error fed back, for a model that cannot."""
+masks tokens; validate-and-retry, with the error fed back, for a model that cannot; remote
+backends through their own structured modes (Anthropic's tool mode, vLLM's guided decoding),
+against the wire-format test servers answering with the real GGUF."""
 
 from __future__ import annotations
 
@@ -7,8 +9,11 @@ import pytest
 from pydantic import BaseModel, Field
 
 import hearth
+from hearth import llm
 from hearth.errors import StructuredOutputError
 from hearth.structured import compile
+from tests.llm.anthropic_wire import AnthropicWireServer
+from tests.llm.openai_wire import OpenAIWireServer
 
 PROMPT = "Maria Lopez is 34 years old. Give her name and age as JSON."
 
@@ -68,3 +73,58 @@ def test_the_retry_budget_ends_in_a_clear_error(chat_model):
     assert caught.value.attempts == 2 and len(model.calls) == 2
     assert "no valid answer in 2 tries" in str(caught.value)
     assert compile(Person).kind == "json"
+
+
+@pytest.fixture(scope="module")
+def claude(chat_model):
+    with AnthropicWireServer(chat_model) as wire:
+        mp = pytest.MonkeyPatch()
+        mp.setenv("ANTHROPIC_API_KEY", wire.api_key)
+        yield wire, llm.load(f"anthropic:claude-test-1@{wire.url}")
+        mp.undo()
+
+
+@pytest.fixture(scope="module")
+def openai_server(chat_model):
+    with OpenAIWireServer(chat_model) as wire:
+        yield wire
+
+
+def test_generate_on_anthropic_answers_through_tool_mode(claude):
+    wire, model = claude
+    person = hearth.generate(model, PROMPT, schema=Person, max_tokens=60)
+    assert isinstance(person, Person) and person.age == 34
+    sent = wire.posts()[-1].body
+    assert sent["tool_choice"] == {"type": "tool", "name": "answer"}
+    assert sent["tools"][0]["input_schema"] == Person.model_json_schema()
+    # a schema that is no object travels wrapped as {"value": ...} and comes back unwrapped
+    assert hearth.generate(model, "Is water wet?", schema={"enum": ["yes", "no"]}) in ("yes", "no")
+
+
+def test_generate_on_vllm_forwards_every_kind_of_constraint(openai_server, monkeypatch):
+    monkeypatch.setenv("VLLM_API_KEY", openai_server.api_key)
+    model = llm.load(f"vllm:smollm2-test@{openai_server.url}/v1")
+    person = hearth.generate(model, PROMPT, schema=Person, max_tokens=60)
+    assert isinstance(person, Person) and person.age == 34
+    assert openai_server.posts()[-1].body["response_format"]["type"] == "json_schema"
+    year = hearth.generate(model, "In which year did World War II end?", schema=r"19\d\d")
+    assert compile(r"19\d\d").accepts(year)
+    assert openai_server.posts()[-1].body["structured_outputs"] == {"regex": r"19\d\d"}
+
+
+def test_generate_on_other_openai_servers_shows_the_pattern_and_validates(
+    openai_server, monkeypatch
+):
+    """A server without guided decoding gets no regex fields: the pattern is in the prompt and
+    the answer is checked (valid, or a StructuredOutputError after the retries)."""
+    monkeypatch.setenv("OPENAI_API_KEY", openai_server.api_key)
+    model = llm.load(f"openai:smollm2-test@{openai_server.url}/v1")
+    openai_server.reset()
+    try:
+        answer = hearth.generate(model, "Is water wet?", schema=["yes", "no"], max_tokens=8)
+        assert answer in ("yes", "no")
+    except StructuredOutputError as exc:
+        assert exc.attempts == 3
+    for seen in openai_server.posts():
+        assert not {"guided_choice", "structured_outputs", "response_format"} & set(seen.body)
+        assert "matching this choice" in seen.body["messages"][0]["content"]

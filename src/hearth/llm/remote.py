@@ -1,5 +1,5 @@
-"""What the two remote backends (OpenAI-compatible, Anthropic) share: parameter checks, the
-tokenizer-free token estimate, stream() on top of stream_events(), and retried calls.
+"""What the two remote backends (OpenAI-compatible, Anthropic) share: parameter checks (tools
+included), the tokenizer-free token estimate, stream() on top of stream_events(), retried calls.
 
 Hand-written glue; the HTTP work is done by the official `openai` and `anthropic` SDKs.
 """
@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from hearth.errors import BackendError, RemoteModelNotFoundError
 from hearth.llm.presets import PLACEHOLDER_KEY, Endpoint
 from hearth.llm.retry import Failure, GaveUp, RetryPolicy, call_with_retries
+from hearth.llm.tool_calls import tool_request
 from hearth.structured import Constraint
 from hearth.structured import compile as compile_constraint
 from hearth.types import Message, StreamEnd, Usage, generation_kwargs, text_deltas
@@ -39,13 +40,25 @@ class RemoteParams:
     top_p: float | None = None
     stop: tuple[str, ...] = ()
     seed: int | None = None
-    # a hearth.structured Constraint (or what compile() takes): JSON ones are forwarded as the
-    # server's own structured-output request where the backend has one
+    # a hearth.structured Constraint (or what compile() takes): forwarded as the server's own
+    # structured-output request where the backend has one
     constraint: Any = None
+    # OpenAI function definitions, checked by hearth.llm.tool_calls (each backend sends them in
+    # its server's shape) and "auto" | "none" | "required" | {"type": "function", ...}
+    tools: Any = None
+    tool_choice: Any = None
 
     def __post_init__(self) -> None:
         if self.constraint is not None and not isinstance(self.constraint, Constraint):
             object.__setattr__(self, "constraint", compile_constraint(self.constraint))
+        if self.tools or self.tool_choice not in (None, "auto", "none"):
+            # checked even under "none": the definitions still travel (earlier calls refer to them)
+            choice = None if self.tool_choice == "none" else self.tool_choice
+            checked = tool_request(self.tools, choice)  # ValueError naming a bad definition
+            object.__setattr__(self, "tools", checked.tools)
+        else:
+            object.__setattr__(self, "tools", None)
+            object.__setattr__(self, "tool_choice", None)  # nothing to choose from
         if self.max_tokens < 1:
             raise ValueError(f"max_tokens must be at least 1, got {self.max_tokens}")
         if self.temperature is not None and not 0.0 <= self.temperature <= 2.0:
@@ -92,8 +105,8 @@ class RemoteChatModel:
     decision), `_error` (exception -> HearthError) and the chat / stream calls."""
 
     can_stream = True
-    # The servers' APIs have tools, but chat() does not pass them yet; JSON Schema outputs are
-    # forwarded by the backends that set supports_json_schema (hearth.generate validates)
+    # Set by the backends that forward tools / JSON Schema outputs natively (hearth.generate
+    # validates whatever comes back)
     supports_tools = False
     supports_json_schema = False
 

@@ -1,8 +1,9 @@
 """`generate(model, prompt, schema=...)`: an answer that satisfies a constraint, from any chat
-model. Every model is shown the schema; models that mask tokens (llama.cpp) generate under the
-constraint, remote servers get JSON Schemas as their own structured-output request; an answer
-that does not validate is sent back with the validation error for another try, within a retry
-budget. The result always validates, or StructuredOutputError.
+model. Every model is shown the schema; models that mask tokens (llama.cpp, Hearth's engine,
+vLLM through its guided decoding) generate under any constraint, other remote servers get JSON
+Schemas as their own structured-output request (OpenAI-compatible response_format, Anthropic's
+tool mode); an answer that does not validate is sent back with the validation error for another
+try, within a retry budget. The result always validates, or StructuredOutputError.
 
 Hand-written: the retry loop is a few lines; the checking is hearth.structured's.
 """

@@ -11,8 +11,8 @@ from hearth.llm.capabilities import Capabilities, capabilities, require
 
 def test_capabilities_read_the_models_attributes():
     model = llm.load("ollama:llama3.2", context_size=8192)
-    # JSON schema output: forwarded as response_format (hearth.structured validates)
-    assert capabilities(model) == Capabilities(True, False, True, 8192)
+    # tools forwarded natively; JSON schema output as response_format (hearth.generate validates)
+    assert capabilities(model) == Capabilities(True, True, True, 8192)
 
 
 def test_require_returns_the_model_when_it_has_what_is_asked():
@@ -26,7 +26,7 @@ def test_require_lists_everything_missing_and_how_to_fix_it():
         require(model, tools=True, json_schema=True, context=16_000)
     message = str(err.value)
     assert message.startswith("vllm:m lacks ")
-    assert "tool calling" in message and "JSON schema output" not in message
+    assert "tool calling" not in message and "JSON schema output" not in message
     assert "a context of 16000 tokens (it has 4096" in message
     assert "HEARTH_CONTEXT_SIZE" in message
 

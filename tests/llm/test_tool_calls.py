@@ -1,5 +1,7 @@
 """Tool calls: OpenAI definitions checked, the Hermes / bare-JSON call format parsed (also when
-streamed one character at a time), and the real Qwen2.5-Coder GGUF calling a tool on llama.cpp."""
+streamed one character at a time), the constraint that holds calls to their schemas, and the
+real GGUFs calling tools on llama.cpp: Qwen2.5-Coder in its template's format, SmolLM2 (no tool
+format) through a system message."""
 
 from __future__ import annotations
 
@@ -8,12 +10,14 @@ import json
 import pytest
 
 from hearth import llm
-from hearth.errors import CapabilityError
+from hearth.errors import CapabilityError, ConstraintError
 from hearth.llm.tool_calls import (
     ToolCallSplitter,
     parse_tool_calls,
+    request_for,
     template_messages,
     template_supports_tools,
+    tool_messages,
     tool_request,
 )
 from hearth.types import Message, StreamEnd, ToolCall
@@ -212,6 +216,114 @@ def test_a_tool_result_goes_back_in_the_models_own_format(qwen):
     assert prompt.endswith("<|im_start|>assistant\n")
 
 
-def test_a_model_without_a_tool_format_refuses_tools(chat_model):
-    with pytest.raises(CapabilityError, match="local:smollm2 cannot call tools"):
-        chat_model.chat([Message("user", "hi")], tools=[WEATHER])
+def test_smollm2_reads_the_tools_from_a_system_message(chat_model):
+    call = ToolCall("call_1", "get_weather", '{"city": "Paris"}')
+    prompt = chat_model.render(
+        [
+            Message("user", "Weather in Paris?"),
+            Message("assistant", "", tool_calls=[call]),
+            Message("tool", '{"sky": "light rain"}', tool_call_id="call_1", name="get_weather"),
+        ],
+        tools=[WEATHER],
+        tool_choice="required",
+    )
+    assert prompt.startswith("<|im_start|>system\n# Tools") and '"name": "get_weather"' in prompt
+    assert '<|im_start|>assistant\n<tool_call>\n{"name": "get_weather", "arguments": {"city": ' in (
+        prompt
+    )
+    assert '<|im_start|>user\n<tool_response>\n{"sky": "light rain"}\n</tool_response>' in prompt
+    assert prompt.endswith("<|im_start|>assistant\n<tool_call>\n")
+
+
+@pytest.mark.parametrize(
+    "choice", [None, "required", {"type": "function", "function": {"name": "get_weather"}}]
+)
+def test_smollm2_calls_validate_in_every_mode(chat_model, choice):
+    import jsonschema
+
+    ask = [Message("user", "What is the weather like in Oslo?")]
+    result = chat_model.chat(ask, tools=[WEATHER], tool_choice=choice, max_tokens=48)
+    if choice is not None:  # forced: exactly one call
+        assert result.finish_reason == "tool_calls" and len(result.tool_calls) == 1
+    for call in result.tool_calls:
+        jsonschema.validate(json.loads(call.arguments), WEATHER["function"]["parameters"])
+
+
+def test_a_model_that_can_neither_render_nor_mask_refuses_tools():
+    class Plain:
+        name = "plain"
+        supports_tools = masks_tokens = False
+
+    with pytest.raises(CapabilityError, match="plain cannot call tools"):
+        request_for(Plain(), [WEATHER], None)
+    assert request_for(Plain(), [WEATHER], "none") is None
+
+
+# ---- the constraint ------------------------------------------------------------------------
+
+CALL = '{"name": "get_weather", "arguments": {"city": "Oslo"}}'
+BLOCK = f"<tool_call>\n{CALL}\n</tool_call>"
+TIME = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "parameters": {"type": "object", "properties": {"tz": {"type": "string"}}},
+    },
+}
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_the_constraint_of_each_choice(native):
+    forced = tool_request(
+        [WEATHER, TIME], {"type": "function", "function": {"name": "get_weather"}}, native=native
+    )
+    assert forced.constraint().accepts('{"city": "Oslo"}}\n</tool_call>')
+    assert not forced.constraint().accepts('{"town": "Oslo"}}\n</tool_call>')
+    required = tool_request([WEATHER, TIME], "required", native=native).constraint()
+    assert required.accepts(BLOCK.removeprefix("<tool_call>\n"))
+    assert required.accepts('{"name": "get_time", "arguments": {"tz": "UTC"}}\n</tool_call>')
+    assert not required.accepts('{"name": "get_time", "arguments": {"city": "x"}}\n</tool_call>')
+    assert not required.accepts('{"arguments": {}, "name": "get_time"}\n</tool_call>')  # name 1st
+    # parallel calls only for a model trained on the format
+    assert required.accepts(f"{CALL}\n</tool_call>\n{BLOCK}") == native
+    auto = tool_request([WEATHER, TIME], native=native).constraint()
+    for text in ["The weather is mild.", f"Let me check.\n{BLOCK}", CALL, f"```json\n{CALL}\n```"]:
+        assert auto.accepts(text), text
+    for text in ['<tool_call>\n{"name": "get_weather", "arguments": {}}\n</tool_call>', "{oops"]:
+        assert not auto.accepts(text), text  # a call must fit its schema, even when bare
+    assert auto.accepts(f"{BLOCK}\nDone.") == native
+
+
+def test_an_unenforceable_parameters_schema_names_the_tool_and_keyword():
+    bad = {
+        "type": "function",
+        "function": {
+            "name": "f",
+            "parameters": {"type": "object", "properties": {"x": {"uniqueItems": True}}},
+        },
+    }
+    with pytest.raises(ConstraintError) as err:
+        tool_request([WEATHER, bad], "required").constraint()
+    assert "tools[1].function.parameters/properties/x/uniqueItems" in str(err.value)
+    assert err.value.keyword == "uniqueItems"
+    assert err.value.path == "/tools/1/function/parameters/properties/x/uniqueItems"
+
+
+def test_calls_written_as_text_for_a_template_without_a_tool_format():
+    call = ToolCall("call_1", "get_weather", '{"city": "Paris"}')
+    history = [
+        Message("system", "Be brief."),
+        Message("assistant", "Checking.", tool_calls=[call]),
+        Message("tool", "rain", tool_call_id="call_1"),
+        Message("tool", "12 C", tool_call_id="call_1"),
+    ]
+    request = tool_request([WEATHER], native=False)
+    out = tool_messages(history, request, native=False)
+    assert out[0].role == "system" and out[0].content.startswith("Be brief.\n\n# Tools")
+    assert out[1].content == (
+        'Checking.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}'
+        "\n</tool_call>"
+    )
+    assert [m.role for m in out] == ["system", "assistant", "user"]
+    assert out[2].content.count("<tool_response>") == 2
+    assert tool_messages(history, request, native=True) is history

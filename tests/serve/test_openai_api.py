@@ -197,13 +197,9 @@ def test_unsupported_parameters_are_refused_not_ignored(client):
     import openai
 
     with pytest.raises(openai.BadRequestError) as err:
-        client.chat.completions.create(
-            model=CHAT_MODEL,
-            messages=HELLO,
-            tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}],
-        )
+        client.chat.completions.create(model=CHAT_MODEL, messages=HELLO, logprobs=True)
     assert err.value.body["code"] == "unsupported_parameter"
-    assert err.value.body["param"] == "tools"
+    assert err.value.body["param"] == "logprobs"
     with pytest.raises(openai.BadRequestError):
         client.embeddings.create(model=EMBED_MODEL, input="x", dimensions=12)
     with pytest.raises(openai.BadRequestError) as err:

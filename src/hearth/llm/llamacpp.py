@@ -16,12 +16,15 @@ from typing import Any
 from hearth.errors import ContextWindowError, ModelNotFoundError
 from hearth.llm.constrained import LogitsMask
 from hearth.llm.tool_calls import (
+    CLOSE,
+    OPEN,
     ToolCallSplitter,
     ToolRequest,
     parse_tool_calls,
     request_for,
     template_messages,
     template_supports_tools,
+    tool_messages,
 )
 from hearth.structured import Constraint
 from hearth.structured import compile as compile_constraint
@@ -113,8 +116,10 @@ class GenerationParams:
 class LlamaCppModel:
     """A ChatModel over one local .gguf file. Cheap to build; weights load on first use.
 
-    Tool calls work when the GGUF's chat template renders `tools` in the Hermes format
-    (<tool_call> blocks, as Qwen2.5's does); `supports_tools` says so without loading weights.
+    Tools go through the GGUF's chat template when it renders them in the Hermes format
+    (<tool_call> blocks, as Qwen2.5's does; `supports_tools` says so without loading weights),
+    else in a system message (hearth.llm.tool_calls.tool_messages); either way token masks hold
+    the model to valid calls whose arguments follow the tool's parameters schema.
     """
 
     can_stream = True
@@ -202,12 +207,10 @@ class LlamaCppModel:
         """This model's vocabulary as hearth.structured masks it: read once, kept with the
         model (it calls into the model's own vocabulary, so it must not outlive it)."""
         if self._structured is None:
-            from hearth.structured.tokenizers import llama_tokenizer
-
             llama = self._load()
             with self._lock:
                 if self._structured is None:
-                    self._structured = llama_tokenizer(llama._model.vocab)
+                    self._structured = mask_tokenizer(llama._model.vocab)
         return self._structured
 
     # -- the ChatModel interface ---------------------------------------------------------------
@@ -227,8 +230,9 @@ class LlamaCppModel:
     def _prepare(self, messages: list[Message], tools: ToolRequest | None = None):
         """The rendered template (prompt, stop strings, stop criteria) and its tokens."""
         llama = self._load()
+        messages = tool_messages(messages, tools, self.supports_tools)
         rendered = self._formatter(
-            messages=template_messages(messages), tools=tools.tools if tools else None
+            messages=template_messages(messages), tools=tools.template_tools() if tools else None
         )
         if tools is not None and tools.prefix():
             rendered.prompt += tools.prefix()  # a forced call: the turn starts with its syntax
@@ -240,8 +244,9 @@ class LlamaCppModel:
     def chat(self, messages: list[Message], **params: Any) -> ChatResult:
         gen = GenerationParams.from_kwargs(**params)
         tools = self._tool_request(gen)
+        constraint = output_constraint(gen, tools)
         with self._lock:
-            _, response = self._complete(messages, gen, False, tools)
+            _, response = self._complete(messages, gen, False, tools, constraint)
         choice = response["choices"][0]
         usage = response.get("usage") or {}
         text, calls = choice["text"], []
@@ -263,14 +268,15 @@ class LlamaCppModel:
 
     def stream_events(self, messages: list[Message], **params: Any) -> Iterator[str | StreamEnd]:
         gen = GenerationParams.from_kwargs(**params)  # validate before the first next()
-        return self._stream_events(messages, gen, self._tool_request(gen))
+        tools = self._tool_request(gen)
+        return self._stream_events(messages, gen, tools, output_constraint(gen, tools))
 
-    def _stream_events(self, messages: list[Message], gen: GenerationParams, tools):
+    def _stream_events(self, messages: list[Message], gen: GenerationParams, tools, constraint):
         with self._lock:
             self.last_finish_reason = None
             finish, text = "stop", ""
             splitter = ToolCallSplitter(tools.prefix(), tools.names()) if tools else None
-            prompt_tokens, parts = self._complete(messages, gen, True, tools)
+            prompt_tokens, parts = self._complete(messages, gen, True, tools, constraint)
             try:
                 for part in parts:
                     choice = part["choices"][0]
@@ -302,9 +308,11 @@ class LlamaCppModel:
         gen: GenerationParams,
         stream: bool,
         tools: ToolRequest | None = None,
+        constraint: Constraint | None = None,
     ):
         """The one call into llama.cpp that chat() and stream() share: (prompt tokens, what
-        create_completion returns)."""
+        create_completion returns). `constraint`: what output_constraint() made of gen and
+        tools."""
         rendered, tokens = self._prepare(messages, tools)
         if len(tokens) >= self.context_size:
             raise ContextWindowError(
@@ -312,10 +320,10 @@ class LlamaCppModel:
                 f"{self.context_size}; shorten the input or raise context_size"
             )
         criteria, processors = rendered.stopping_criteria, None
-        if gen.constraint is not None:
+        if constraint is not None:
             from llama_cpp import LogitsProcessorList, StoppingCriteriaList
 
-            mask = LogitsMask(gen.constraint.matcher(self.structured_tokenizer()), len(tokens))
+            mask = LogitsMask(constraint.matcher(self.structured_tokenizer()), len(tokens))
             processors = LogitsProcessorList([mask])
             criteria = StoppingCriteriaList([*(criteria or []), mask.stop])
         return len(tokens), self._llama.create_completion(
@@ -334,6 +342,62 @@ class LlamaCppModel:
 
     def __repr__(self) -> str:
         return f"LlamaCppModel({str(self.path)!r}, context_size={self.context_size})"
+
+
+def mask_tokenizer(vocab: Any):
+    """A llama.cpp vocabulary as llguidance masks it: llguidance's own reader
+    (llguidance.llamacpp.lltokenizer_from_vocab, as hearth.structured.tokenizers.llama_tokenizer
+    uses it), except that the tool-call tags stay text. That reader marks every user-defined
+    token that looks like `<...>` special, which keeps Qwen2.5's single `<tool_call>` token
+    (user-defined, and what llama.cpp makes of that text) out of a grammar's "<tool_call>":
+    masked, the model wrote a bare JSON call instead of its trained tag. Hand-written (20 lines)
+    because the reader takes no exceptions."""
+    import ctypes
+    import warnings
+
+    import llama_cpp
+    from llguidance import LLTokenizer
+
+    tags = {OPEN.encode(), CLOSE.encode()}
+    size = 16 * 1024
+    buffer = ctypes.create_string_buffer(size + 1)
+    tokens: list[bytes] = []
+    with warnings.catch_warnings():  # deprecated aliases, called once per token
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for token in range(llama_cpp.llama_vocab_n_tokens(vocab)):
+            n = llama_cpp.llama_token_to_piece(vocab, token, buffer, size, 0, True)
+            if n < 0:
+                raise ValueError(f"token {token} does not fit {size} bytes")
+            piece = bytes(buffer[:n])
+            attr = llama_cpp.llama_token_get_attr(vocab, token)
+            looks_special = piece.startswith(b"<") and piece.endswith(b">")
+            user = attr & llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED and piece not in tags
+            if attr & llama_cpp.LLAMA_TOKEN_ATTR_CONTROL or (user and looks_special):
+                piece = b"\xff" + piece  # llguidance's mark of a special token
+            tokens.append(piece)
+        tokenize = ctypes.cast(llama_cpp.llama_cpp._lib.llama_tokenize, ctypes.c_void_p).value
+        return LLTokenizer.from_llamacpp(
+            tokens=tokens,
+            vocab_ptr=vocab,
+            tokenize_fptr=tokenize,
+            eos_token=llama_cpp.llama_vocab_eos(vocab),
+            slices=None,
+        )
+
+
+def output_constraint(gen: GenerationParams, tools: ToolRequest | None) -> Constraint | None:
+    """What generation is held to: the tool request's constraint when tools may be called, else
+    `gen.constraint`. Both at once is a ValueError: a call's arguments already follow their
+    schema, and a reply in text cannot also be a call (ask with tool_choice "none" for the
+    schema-shaped reply)."""
+    if tools is None:
+        return gen.constraint
+    if gen.constraint is not None:
+        raise ValueError(
+            "a constraint (response_format) and tools cannot be combined; the tools' "
+            "parameters already constrain calls (use tool_choice 'none' for a constrained reply)"
+        )
+    return tools.constraint()
 
 
 def _chat_formatter(llama):

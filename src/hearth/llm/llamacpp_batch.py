@@ -29,13 +29,19 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from hearth.errors import ContextWindowError, HearthError
-from hearth.llm.llamacpp import THREADS_ENV, GenerationParams, LlamaCppModel, _cores
+from hearth.llm.llamacpp import (
+    THREADS_ENV,
+    GenerationParams,
+    LlamaCppModel,
+    _cores,
+    output_constraint,
+)
 from hearth.llm.prefix_store import PrefixStore, common_prefix
 from hearth.llm.tool_calls import ToolCallSplitter
 from hearth.types import ChatResult, Message, StreamEnd, Usage, chat_result, text_deltas
@@ -841,7 +847,10 @@ class BatchedLlamaCpp:
 
     def stream_events(self, messages: list[Message], **params: Any) -> Iterator[str | StreamEnd]:
         gen = GenerationParams.from_kwargs(**params)  # validate before the first next()
-        return self._stream_events(messages, gen, self.inner._tool_request(gen))
+        tools = self.inner._tool_request(gen)
+        if tools is not None:  # the sequence's matcher holds it to valid calls
+            gen = replace(gen, constraint=output_constraint(gen, tools))
+        return self._stream_events(messages, gen, tools)
 
     def _stream_events(self, messages, gen: GenerationParams, tools):
         inner = self.inner

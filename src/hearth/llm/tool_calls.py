@@ -1,11 +1,14 @@
-"""Tool calls for local models: check OpenAI tool definitions, turn messages into what a chat
-template expects, and parse the model's native call format back into OpenAI-shaped calls.
+"""Tool calls for local models: check OpenAI tool definitions, put them in the prompt (the chat
+template's own tool format, or a Hermes-style system message for templates that have none),
+constrain what the model writes to valid calls, and parse the calls back into OpenAI's shape.
 
-The native format here is the Hermes one that Qwen2.5 (and many fine-tunes) are trained on:
+The format is the Hermes one that Qwen2.5 (and many fine-tunes) are trained on:
 `<tool_call>{"name": ..., "arguments": {...}}</tool_call>`, one block per call; small models
-often write the same JSON without the tags. Hand-written: a few lines of parsing that each
-backend (llama.cpp, Hearth's engine) shares, and the streaming split must hold back a
-half-written tag or call that no library exposes.
+often write the same JSON without the tags. The constraint is one llguidance Lark grammar whose
+`%json{...}` pieces are the tools' parameter schemas, so a call's arguments always validate.
+Hand-written: a few lines of prompt, grammar and parsing that each backend (llama.cpp, Hearth's
+engine) shares, and the streaming split must hold back a half-written tag or call that no
+library exposes.
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hearth.errors import CapabilityError
+from hearth.errors import CapabilityError, ConstraintError
 from hearth.types import Message, ToolCall
+
+if TYPE_CHECKING:
+    from hearth.structured import Constraint
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 _BLOCK = re.compile(re.escape(OPEN) + r"(.*?)(?:" + re.escape(CLOSE) + r"|\Z)", re.DOTALL)
@@ -30,11 +36,13 @@ def template_supports_tools(template: str | None) -> bool:
 
 @dataclass(frozen=True)
 class ToolRequest:
-    """Checked `tools` and `tool_choice` for one generation."""
+    """Checked `tools` and `tool_choice` for one generation. `native`: the model's chat template
+    renders the tools itself; otherwise `tool_messages` puts them in a system message."""
 
     tools: list[dict[str, Any]]
     choice: str = "auto"  # "auto" | "required" | "function" (one named function)
     function: str | None = None  # the forced function's name when choice == "function"
+    native: bool = True
 
     def prefix(self) -> str:
         """Text written at the start of the assistant's turn to force a call: the template's own
@@ -48,8 +56,97 @@ class ToolRequest:
     def names(self) -> list[str]:
         return [t["function"]["name"] for t in self.tools]
 
+    def template_tools(self) -> list[dict[str, Any]] | None:
+        """What the chat template's `tools` variable gets (None: the tools are in a system
+        message instead)."""
+        return self.tools if self.native else None
 
-def tool_request(tools: Any, tool_choice: Any = None) -> ToolRequest | None:
+    def constraint(self) -> Constraint | None:
+        """The constraint on the assistant text generated after `prefix()`, one Lark grammar:
+
+        - "function": the named tool's arguments object, then `}` and the closing tag;
+        - "required": the rest of the opened block, one call (`{"name": ..., "arguments":
+          ...}`, name first) of one of the tools;
+        - "auto": free text in which `<tool_call>` opens such a block (the tag is a lazy
+          trigger: text before it is the model's own, and none may follow), or one call as
+          bare JSON, fenced or not (Qwen2.5-Coder-0.5B drops the tags); other text may not
+          open with `{`, `[` or a fence, so no call slips out unchecked.
+
+        A model whose template has the tool format (`native`, trained on it) may go on with more
+        blocks (parallel calls), and write text after them; a model that only reads the format
+        in its system message gets one call per turn (SmolLM2-135M repeats calls until the token
+        budget ends). Arguments follow each tool's `parameters` schema, written as json.dumps
+        writes JSON, with no properties beyond the listed ones where the schema leaves that
+        open (small models invent some); a schema that cannot be enforced is a ConstraintError
+        naming the tool and the keyword's path, e.g.
+        `tools[0].function.parameters/properties/x/uniqueItems`. Alternatives per tool in Lark
+        (not one anyOf schema) keep each schema its own root, so its `$ref`s still resolve.
+        """
+        from hearth.structured import compile, lark
+
+        schemas = [_parameters_grammar(i, t) for i, t in enumerate(self.tools)]
+        if self.choice == "function":
+            schema = schemas[self.names().index(self.function)]
+            rules = ["start: " + schema + " " + _lit("}\n" + CLOSE)]
+        else:
+            rules = [
+                "call: " + " | ".join(f"call_{i}" for i in range(len(schemas))),
+                *(
+                    f"call_{i}: {_lit(_call_head(name))} {schema} {_lit('}')}"
+                    for i, (name, schema) in enumerate(zip(self.names(), schemas, strict=True))
+                ),
+            ]
+            block_end = _lit("\n" + CLOSE)
+            more = f"({_lit(chr(10) + OPEN + chr(10))} call {block_end})*" if self.native else ""
+            if self.choice == "required":
+                rules.insert(0, f"start: call {block_end} {more}")
+            else:  # auto
+                rules[:0] = [
+                    "start: "
+                    + ("tagged_call* TEXT" if self.native else "TEXT | tagged_call")
+                    + f" | call | {_lit('```json' + chr(10))} call {_lit(chr(10) + '```')}",
+                    f"tagged_call: call_tag {_lit(chr(10))} call {block_end}",
+                    f"call_tag[lazy]: TEXT {_lit(OPEN)}",
+                    r"TEXT: /\s*([^\s{\[`](.|\n)*)?/",  # prose: not a bare JSON call
+                ]
+        return compile(lark("%llguidance {}\n" + "\n".join(rules)))
+
+
+def _lit(text: str) -> str:
+    """`text` as a Lark string literal."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _call_head(name: str) -> str:
+    return '{"name": ' + json.dumps(name, ensure_ascii=False) + ', "arguments": '
+
+
+def _parameters_grammar(index: int, tool: dict[str, Any]) -> str:
+    """`%json{...}` for tool `index`'s parameters, checked as hearth.structured.compile checks a
+    schema (the error then names the tool)."""
+    from hearth.structured import compile
+    from hearth.structured.constraint import GENERATE_JSON
+    from hearth.structured.schema import prepare
+
+    params = tool["function"]["parameters"]
+    where = f"tools[{index}].function.parameters"
+    try:
+        compile(params)  # cached; refuses what masks cannot enforce, with the keyword's path
+        ready = prepare(params)
+    except ConstraintError as exc:
+        path = exc.path or ""
+        raise ConstraintError(
+            f"{where}{path}: {exc}", keyword=exc.keyword, path=f"/tools/{index}/function/"
+            f"parameters{path}",
+        ) from None  # fmt: skip
+    ready = {} if ready is True else dict(ready)
+    if "properties" in ready and not {"additionalProperties", "patternProperties"} & set(ready):
+        ready["additionalProperties"] = False  # a subset of what the schema allows
+    ready["x-guidance"] = GENERATE_JSON
+    return "%json" + json.dumps(ready, ensure_ascii=False)
+
+
+def tool_request(tools: Any, tool_choice: Any = None, *, native: bool = True) -> ToolRequest | None:
     """Check OpenAI-shaped `tools` / `tool_choice`; None when no tool may be called. A bad
     definition is a ValueError naming its index and field."""
     if tool_choice in (None, "auto") and not tools:
@@ -70,15 +167,17 @@ def tool_request(tools: Any, tool_choice: Any = None) -> ToolRequest | None:
             raise ValueError(f"tools[{i}].function.parameters: must be a JSON Schema object")
         checked.append({"type": "function", "function": {**fn, "parameters": params}})
     names = [t["function"]["name"] for t in checked]
+    if len(set(names)) < len(names):
+        raise ValueError(f"tools: function names must differ ({names})")
     if tool_choice in (None, "auto"):
-        return ToolRequest(checked)
+        return ToolRequest(checked, native=native)
     if tool_choice == "required":
-        return ToolRequest(checked, "required")
+        return ToolRequest(checked, "required", native=native)
     if isinstance(tool_choice, dict):
         name = (tool_choice.get("function") or {}).get("name")
         if name not in names:
             raise ValueError(f"tool_choice names {name!r}, which is not in tools ({names})")
-        return ToolRequest(checked, "function", name)
+        return ToolRequest(checked, "function", name, native=native)
     raise ValueError(
         f"tool_choice {tool_choice!r}: use 'auto', 'none', 'required' or "
         "{'type': 'function', 'function': {'name': ...}}"
@@ -86,15 +185,75 @@ def tool_request(tools: Any, tool_choice: Any = None) -> ToolRequest | None:
 
 
 def request_for(model: Any, tools: Any, tool_choice: Any) -> ToolRequest | None:
-    """`tool_request` for `model`, which must have `supports_tools` if any tool may be called
-    (else CapabilityError naming the model)."""
-    request = tool_request(tools, tool_choice)
-    if request is not None and not model.supports_tools:
+    """`tool_request` for `model`. A model whose chat template has a tool format
+    (`supports_tools`) gets the tools there; one that can mask tokens (`masks_tokens`) gets them
+    in a system message (see tool_messages) and is held to valid calls by `constraint()`. A
+    model with neither would only be asked nicely, which small models ignore: CapabilityError."""
+    native = bool(getattr(model, "supports_tools", False))
+    request = tool_request(tools, tool_choice, native=native)
+    if request is not None and not native and not getattr(model, "masks_tokens", False):
         raise CapabilityError(
-            f"{model.name} cannot call tools: its chat template has no tool-call format. Use a "
-            "model that has one, e.g. local:qwen2.5-coder-0.5b or engine:qwen2.5-coder-0.5b"
+            f"{model.name} cannot call tools: its chat template has no tool-call format and it "
+            "cannot constrain its output to one. Use a model that has either, e.g. "
+            "local:smollm2 or local:qwen2.5-coder-0.5b"
         )
     return request
+
+
+# Our own wording of the Hermes convention (the tags are what Qwen2.5-style models know)
+SYSTEM_TOOLS = """# Tools
+
+These functions are available to help with the request; their signatures, one JSON object per
+line:
+<tools>
+{tools}
+</tools>
+
+To call a function, write a JSON object with its name and its arguments between <tool_call>
+and </tool_call> tags, and nothing else:
+<tool_call>
+{{"name": "<the function's name>", "arguments": {{<the arguments, as JSON>}}}}
+</tool_call>"""
+
+
+def tool_messages(
+    messages: list[Message], tools: ToolRequest | None, native: bool
+) -> list[Message]:
+    """`messages` as a chat template takes them. A template with a tool format (`native`) gets
+    them unchanged (and the tools as its `tools` variable). One without gets what Qwen2.5's
+    template would have written: the tools in the system message (Hermes style), each
+    assistant call as a `<tool_call>` block in its content, and tool results as a user turn of
+    `<tool_response>` blocks (consecutive results in one turn)."""
+    if native:
+        return messages
+    out: list[Message] = []
+    for m in messages:
+        if m.role == "tool":
+            block = f"<tool_response>\n{m.content}\n</tool_response>"
+            if out and out[-1].role == "user" and out[-1].content.startswith("<tool_response>"):
+                out[-1] = Message("user", out[-1].content + "\n" + block)
+            else:
+                out.append(Message("user", block))
+        elif m.tool_calls:
+            blocks = [
+                f"{OPEN}\n"
+                + json.dumps({"name": c.name, "arguments": _as_object(c.arguments)},
+                             ensure_ascii=False)
+                + f"\n{CLOSE}"
+                for c in m.tool_calls
+            ]  # fmt: skip
+            content = "\n".join([m.content.strip()] * bool(m.content.strip()) + blocks)
+            out.append(Message("assistant", content))
+        else:
+            out.append(Message(m.role, m.content))
+    if tools is not None:
+        listed = "\n".join(json.dumps(t, ensure_ascii=False) for t in tools.tools)
+        system = SYSTEM_TOOLS.format(tools=listed)
+        if out and out[0].role == "system":
+            out[0] = Message("system", out[0].content.rstrip() + "\n\n" + system)
+        else:
+            out.insert(0, Message("system", system))
+    return out
 
 
 def template_messages(messages: list[Message]) -> list[dict[str, Any]]:

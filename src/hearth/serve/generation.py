@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from hearth.types import ChatModel, Message, StreamEnd, Usage
+from hearth.types import ChatModel, Message, StreamEnd, ToolCall, Usage
 
 SEED_MODULUS = 2**32  # llama.cpp seeds are 32-bit; any int64 the client sends maps into range
 
@@ -25,13 +25,15 @@ class Delta:
 
 @dataclass
 class Finish:
-    """Choice `index` is complete. RAG answers also carry the verified text and its sources."""
+    """Choice `index` is complete, with the tool calls the model made. RAG answers also carry
+    the verified text and its sources."""
 
     index: int
     reason: str
     usage: Usage = field(default_factory=Usage)
     answer: str | None = None
     citations: list[dict[str, Any]] | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
 
 
 Item = Delta | Finish
@@ -55,7 +57,8 @@ def chat_events(
         try:
             for event in events:
                 if isinstance(event, StreamEnd):
-                    yield Finish(index, event.finish_reason or "stop", event.usage)
+                    reason = event.finish_reason or "stop"
+                    yield Finish(index, reason, event.usage, tool_calls=list(event.tool_calls))
                 elif event:
                     yield Delta(index, event)
         finally:

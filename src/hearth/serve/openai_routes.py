@@ -2,7 +2,8 @@
 
 Any OpenAI client works against them (the `openai` SDK is what the tests use). Generation runs
 in a worker thread behind the fair scheduler (hearth.serve.runner); `hearth-rag` is one more
-model id whose answers carry their verified citations.
+model id whose answers carry their verified citations. Chat models call `tools` in OpenAI's
+shape (hearth.serve.tools), their arguments held to each tool's schema.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from hearth.serve.rag import rag_events, split_conversation
 from hearth.serve.response_format import constraint_for
 from hearth.serve.runner import CLIENT_CLOSED, ClientGone, EventStreamResponse, Generation
 from hearth.serve.state import ServerState
-from hearth.types import Message, Usage
+from hearth.serve.tools import call_deltas, check_combination, message_calls, tool_params
+from hearth.types import Message, ToolCall, Usage
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -107,10 +109,6 @@ def _check_sampling(body: s.SamplingFields, rag: bool) -> None:
 
 
 def _check_chat_extras(body: s.ChatCompletionRequest) -> None:
-    if body.tools:
-        raise unsupported("tools", "tool calling is not supported by Hearth's models")
-    if body.tool_choice not in (None, "none", "auto"):
-        raise unsupported("tool_choice", "tool calling is not supported by Hearth's models")
     if body.logprobs or body.top_logprobs:
         raise unsupported("logprobs", "log probabilities are not returned")
 
@@ -149,10 +147,14 @@ def _generation_params(body: s.SamplingFields, max_tokens: int | None, state: Se
 
 
 def _to_messages(messages: list[s.ChatMessage]) -> list[Message]:
-    return [
-        Message("system" if m.role == "developer" else m.role, m.text())  # type: ignore[arg-type]
-        for m in messages
-    ]
+    """Hearth's messages; an assistant turn keeps its tool calls, a tool turn its call id."""
+    out = []
+    for m in messages:
+        role = "system" if m.role == "developer" else m.role
+        calls = [ToolCall(c.id, c.function.name, c.function.arguments) for c in m.tool_calls or []]
+        name = m.name if m.role == "tool" else None
+        out.append(Message(role, m.text(), calls, m.tool_call_id, name))  # type: ignore[arg-type]
+    return out
 
 
 # --------------------------------------------------------------------------- running
@@ -284,10 +286,17 @@ async def chat_completions(body: s.ChatCompletionRequest, request: Request) -> R
     n = body.n
     if rag and body.response_format and body.response_format.get("type", "text") != "text":
         raise unsupported("response_format", f"model {RAG_MODEL_ID!r} answers in text")
+    if rag and body.tools and body.tool_choice != "none":
+        raise unsupported(
+            "tools", f"model {RAG_MODEL_ID!r} answers from the index, it calls no tools"
+        )
     if not rag:
+        params.update(tool_params(body.tools, body.tool_choice, model))
+        check_combination(body.response_format, params)
         constraint = constraint_for(body.response_format, model)
         if constraint is not None:
             params["constraint"] = constraint
+    one_call = body.parallel_tool_calls is False
     if rag:
         question, history = split_conversation(body.messages)
 
@@ -317,6 +326,10 @@ async def chat_completions(body: s.ChatCompletionRequest, request: Request) -> R
         for i in range(n):
             finish = collected.finishes[i]
             message: dict[str, Any] = {"role": "assistant", "content": "".join(collected.texts[i])}
+            calls = _calls(finish, one_call)
+            if calls:
+                message["content"] = message["content"] or None  # OpenAI: null beside calls
+                message["tool_calls"] = message_calls(calls)
             if rag:
                 message["content"] = finish.answer or ""
                 message["citations"] = finish.citations or []
@@ -357,6 +370,9 @@ async def chat_completions(body: s.ChatCompletionRequest, request: Request) -> R
                     continue
                 generation.note_usage(item.usage.prompt_tokens, item.usage.completion_tokens)
                 usages.append(item.usage)
+                for calls in call_deltas(_calls(item, one_call)):
+                    delta = {"tool_calls": calls}
+                    yield chunk([{"index": item.index, "delta": delta, "finish_reason": None}])
                 delta = {}
                 if rag:
                     delta = {"citations": item.citations or [], "answer": item.answer or ""}
@@ -372,6 +388,11 @@ async def chat_completions(body: s.ChatCompletionRequest, request: Request) -> R
     return await _run(
         request, body.model, make_items, n, not rag, frames if body.stream else None, respond
     )
+
+
+def _calls(finish: Finish, one_call: bool) -> list[ToolCall]:
+    """The calls a choice made (only the first with parallel_tool_calls false)."""
+    return finish.tool_calls[:1] if one_call else finish.tool_calls
 
 
 # --------------------------------------------------------------------------- completions

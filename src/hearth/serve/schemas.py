@@ -36,10 +36,36 @@ class TextPart(BaseModel):
     text: Text
 
 
+class FunctionCall(_Open):
+    name: str = Field(min_length=1, max_length=256)
+    arguments: Text = Field(description="the arguments as JSON text")
+
+
+class ToolCallOut(BaseModel):
+    """A call the model made (`function.arguments` is JSON text that fits the tool's
+    `parameters` schema)."""
+
+    id: str = Field(max_length=256)
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class ToolCallIn(_Open):
+    id: str = Field(max_length=256)
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(_Open):
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: Text | list[TextPart] | None = None
     name: str | None = Field(None, max_length=256)
+    tool_calls: Annotated[list[ToolCallIn], Field(max_length=128)] | None = Field(
+        None, description="assistant turns: the calls the model made"
+    )
+    tool_call_id: str | None = Field(
+        None, max_length=256, description="tool turns: the call this result answers"
+    )
 
     def text(self) -> str:
         if self.content is None:
@@ -115,8 +141,16 @@ class ChatCompletionRequest(SamplingFields):
     max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tools: Annotated[list[dict[str, Any]], Field(max_length=128)] | None = Field(
+        None,
+        description="functions the model may call ({'type': 'function', 'function': {'name', "
+        "'description', 'parameters'}}); calls' arguments are held to each `parameters` schema",
+    )
+    tool_choice: str | dict[str, Any] | None = Field(
+        None, description="'auto' (default with tools), 'none', 'required' or "
+        "{'type': 'function', 'function': {'name': ...}}",
+    )  # fmt: skip
+    parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
 
 
@@ -208,7 +242,8 @@ class CitationOut(BaseModel):
 
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None = Field(description="null when the reply is only tool calls")
+    tool_calls: list[ToolCallOut] | None = None
     citations: list[CitationOut] | None = Field(
         None, description="hearth-rag only: the sources the answer's [n] markers name"
     )
@@ -230,9 +265,25 @@ class ChatCompletion(BaseModel):
     usage: UsageInfo
 
 
+class ChunkFunction(BaseModel):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ChunkToolCall(BaseModel):
+    """A piece of a tool call: the first carries `id`, `type` and `function.name`, the next
+    ones pieces of `function.arguments` (joined, they are the arguments' JSON text)."""
+
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: ChunkFunction
+
+
 class ChunkDelta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[ChunkToolCall] | None = None
     citations: list[CitationOut] | None = Field(
         None, description="hearth-rag, final chunk of each choice: the verified sources"
     )

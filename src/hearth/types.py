@@ -196,9 +196,12 @@ class ChatModel(Protocol):
 
     Capabilities are attributes so callers can check before they ask.
     Common params: max_tokens, temperature, top_p, stop, seed; unknown ones are a TypeError.
-    Models with `supports_tools` also take `tools` (OpenAI function definitions) and
-    `tool_choice` ("auto", "none", "required" or {"type": "function", "function": {"name"}}),
-    and return the calls in `ChatResult.tool_calls` / `StreamEnd.tool_calls`.
+    Models that take `tools` (OpenAI function definitions) and `tool_choice` ("auto", "none",
+    "required" or {"type": "function", "function": {"name"}}) return the calls in
+    `ChatResult.tool_calls` / `StreamEnd.tool_calls`: those with `supports_tools` (a native tool
+    format: the chat template's, or the server's API) and those with `masks_tokens` (tools in a
+    system message, calls held to their schemas by token masks). `supports_json_schema`: a
+    `constraint` of JSON Schema kind is enforced natively; `masks_tokens`: any constraint is.
     """
 
     name: str

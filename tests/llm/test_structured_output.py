@@ -75,6 +75,29 @@ def test_the_retry_budget_ends_in_a_clear_error(chat_model):
     assert compile(Person).kind == "json"
 
 
+def test_an_answer_cut_at_max_tokens_is_asked_afresh_sampled(chat_model):
+    class Recorder:
+        masks_tokens = True
+
+        def __init__(self):
+            self.name, self.calls = chat_model.name, []
+
+        def chat(self, messages, **params):
+            self.calls.append((list(messages), params))
+            return chat_model.chat(messages, **params)
+
+    model = Recorder()  # a story too long for 12 tokens: every greedy try is cut off
+    long = {"type": "object", "properties": {"story": {"type": "string", "minLength": 200}},
+            "required": ["story"]}  # fmt: skip
+    with pytest.raises(StructuredOutputError) as caught:
+        hearth.generate(model, "Tell a story.", schema=long, max_tokens=12, retries=2)
+    assert "cut off at max_tokens" in str(caught.value)
+    (first, p1), (second, p2), (third, p3) = model.calls
+    assert p1["temperature"] == 0.0  # greedy first, then sampled with a new seed each time
+    assert p2["temperature"] > 0 and p3["temperature"] > 0 and p2["seed"] != p3["seed"]
+    assert first == second == third  # the loop it was cut in is not shown back to it
+
+
 @pytest.fixture(scope="module")
 def claude(chat_model):
     with AnthropicWireServer(chat_model) as wire:

@@ -21,6 +21,9 @@ RETRIES = 2
 SHOW_SCHEMA = "Answer with JSON only, matching this JSON Schema:\n{schema}"
 SHOW_PATTERN = "Answer with text only, matching this {kind}: {source}"
 RETRY = "That answer is not valid: {problem}\nAnswer again, with the corrected output only."
+# A greedy answer cut off at max_tokens is mostly a small model looping inside a string or a
+# list; shown its own loop it loops again, so it is asked afresh, sampled
+RESAMPLE_TEMPERATURE = 0.7
 
 
 def generate(
@@ -46,16 +49,22 @@ def generate(
         constraint.kind == "json" and getattr(model, "supports_json_schema", False)
     )
     messages = [Message("system", _instruction(constraint)), *messages]
-    problem, text = "", ""
-    for _ in range(retries + 1):
+    problem, text, sampled = "", "", {}
+    for attempt in range(retries + 1):
         # a server's own structured mode may still fail (an old Ollama ignores the schema):
         # its answer is checked like any other
-        asked = {**params, "constraint": constraint} if native else params
-        text = model.chat(messages, **asked).text
+        asked = {**params, **sampled, "constraint": constraint} if native else {**params, **sampled}
+        reply = model.chat(messages, **asked)
+        text = reply.text
         try:
             return constraint.parse(_unfenced(text))
         except StructuredOutputError as exc:
             problem = str(exc)
+        if reply.finish_reason == "length":
+            problem = f"cut off at max_tokens ({problem})"
+            if not params.get("temperature"):
+                sampled = {"temperature": RESAMPLE_TEMPERATURE, "seed": attempt + 1}
+            continue
         messages += [Message("assistant", text), Message("user", RETRY.format(problem=problem))]
     raise StructuredOutputError(
         f"{getattr(model, 'name', model)} gave no valid answer in {retries + 1} tries: {problem}",

@@ -69,7 +69,8 @@ def test_spec_registry_and_capabilities(gguf_path, tmp_path):
     m = hearth.llm.load("engine:smollm2", context_size=512)
     assert isinstance(m, EngineChatModel) and isinstance(m, ChatModel)
     assert m.name == "engine:smollm2" and m.context_size == 512
-    assert m.can_stream and not m.supports_tools and not m.supports_json_schema
+    assert m.can_stream and not m.supports_tools
+    assert m.supports_json_schema and m.masks_tokens  # token masks (test_constrained_engine.py)
     assert m._engine is None  # cheap to build: nothing loaded yet
     by_path = EngineChatModel.from_spec(str(gguf_path), 256)
     assert by_path.name == f"engine:{gguf_path.name}"

@@ -69,3 +69,42 @@ def test_engine_model_serves_concurrent_requests_in_one_batch(served_index):
         alone = {p: _ask(client, p) for p in PROMPTS}
         assert together == alone
         assert all(text.strip() for text in together.values())
+
+
+def test_engine_model_calls_tools_and_streams_them(served_index):
+    """Tools and response_format on an engine model, through the official client: the call's
+    arguments validate, streamed as OpenAI's deltas (id and name first, then pieces)."""
+    import json
+
+    import jsonschema
+
+    params = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
+              "required": ["city"]}  # fmt: skip
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": params}}]
+    ask = [{"role": "user", "content": "What is the weather like in Paris?"}]
+    with start_hearth_server(served_index, "--model", ENGINE) as server:
+        server.wait_ready(timeout=300)
+        client = server.openai()
+        reply = client.chat.completions.create(
+            model=ENGINE, messages=ask, tools=tools, tool_choice="required", max_tokens=40
+        )
+        choice = reply.choices[0]
+        assert choice.finish_reason == "tool_calls" and choice.message.content is None
+        (call,) = choice.message.tool_calls
+        jsonschema.validate(json.loads(call.function.arguments), params)
+        chunks = list(client.chat.completions.create(
+            model=ENGINE, messages=ask, tools=tools, tool_choice="required", max_tokens=40,
+            stream=True,
+        ))  # fmt: skip
+        deltas = [d for c in chunks for d in (c.choices[0].delta.tool_calls or [])]
+        assert deltas[0].id and deltas[0].function.name == "get_weather"
+        arguments = "".join(d.function.arguments or "" for d in deltas)
+        jsonschema.validate(json.loads(arguments), params)
+        assert chunks[-1].choices[0].finish_reason == "tool_calls"
+        person = client.chat.completions.create(
+            model=ENGINE, messages=[{"role": "user", "content": "Ada is 36."}], max_tokens=40,
+            response_format={"type": "json_schema", "json_schema": {"name": "p", "schema": {
+                "type": "object", "properties": {"age": {"type": "integer"}},
+                "required": ["age"]}}},
+        )  # fmt: skip
+        assert isinstance(json.loads(person.choices[0].message.content)["age"], int)

@@ -4,6 +4,7 @@ so concurrent callers — the server runs each request in a thread — share bat
 One background thread owns the LLMEngine and runs steps while requests exist; callers talk to
 it through queues. Text deltas, stop strings and the finish reason come from
 hearth.engine.decoding's release loop, the same one the single-sequence Generator uses.
+A `constraint` (as LlamaCppModel takes it) masks the request's own row in the shared batch.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ from hearth.errors import (
     HearthError,
     ModelNotFoundError,
 )
-from hearth.llm.tool_calls import ToolCallSplitter, ToolRequest, request_for
+from hearth.llm.tool_calls import (
+    ToolCallSplitter,
+    ToolRequest,
+    output_constraint,
+    request_for,
+    tool_messages,
+)
 from hearth.types import (
     ChatResult,
     Message,
@@ -54,8 +61,16 @@ class ChatParams:
     seed: int | None = None
     tools: Any = None  # OpenAI function definitions (hearth.llm.tool_calls checks them)
     tool_choice: Any = None
+    # the output must satisfy this: a hearth.structured Constraint, or what compile() takes
+    constraint: Any = None
 
     def __post_init__(self) -> None:
+        if self.constraint is not None:
+            from hearth.structured import Constraint
+            from hearth.structured import compile as compile_constraint
+
+            if not isinstance(self.constraint, Constraint):
+                object.__setattr__(self, "constraint", compile_constraint(self.constraint))
         if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
             raise ValueError(f"max_tokens must be an integer >= 1, got {self.max_tokens!r}")
         if not 0.0 <= self.temperature <= 2.0:
@@ -67,7 +82,7 @@ class ChatParams:
     def from_kwargs(cls, **params: Any) -> ChatParams:
         return cls(**generation_kwargs(cls, params))
 
-    def sampling(self, max_tokens: int) -> SamplingParams:
+    def sampling(self, max_tokens: int, constraint: Any = None) -> SamplingParams:
         from hearth.engine.sampling import SamplingParams
 
         return SamplingParams(
@@ -77,6 +92,7 @@ class ChatParams:
             max_tokens=max_tokens,
             stop=self.stop,
             seed=self.seed,
+            constraint=constraint if constraint is not None else self.constraint,
         )
 
 
@@ -101,7 +117,8 @@ class EngineChatModel:
     """
 
     can_stream = True
-    supports_json_schema = False
+    supports_json_schema = True  # token masks from hearth.structured (llguidance)
+    masks_tokens = True  # any constraint: schemas, regexes, choices, grammars
 
     def __init__(
         self,
@@ -269,9 +286,11 @@ class EngineChatModel:
                 self._outboxes.pop(rid).put(_Failed(HearthError(f"{self.name} was closed")))
             raise _Closed
         if command[0] == "add":
-            _, rid, prompt_ids, params, eos, box = command
+            _, rid, prompt_ids, params, eos, matcher, box = command
             try:
-                self._engine.add_request(prompt_ids, params, eos_token_ids=eos, seq_id=rid)
+                self._engine.add_request(
+                    prompt_ids, params, eos_token_ids=eos, seq_id=rid, matcher=matcher
+                )
             except Exception as exc:  # noqa: BLE001 - handed to the caller's thread
                 box.put(_Failed(exc))
                 return
@@ -306,7 +325,8 @@ class EngineChatModel:
         self._load()
         with self._tok_lock:
             tok = self._tokenizer
-            text = tok.render_chat(messages, tools=tools.tools if tools else None)
+            messages = tool_messages(messages, tools, self.supports_tools)
+            text = tok.render_chat(messages, tools=tools.template_tools() if tools else None)
             if tools is not None:
                 text += tools.prefix()  # a forced call: the turn starts with its syntax
             return tok.encode(text, add_special_tokens=False)
@@ -314,6 +334,14 @@ class EngineChatModel:
     def _decode(self, ids: list[int]) -> str:
         with self._tok_lock:
             return self._tokenizer.decode(ids)
+
+    def _matcher(self, sampling: SamplingParams):
+        """A fresh Matcher for the request's constraint (None without one)."""
+        if sampling.constraint is None:
+            return None
+        with self._tok_lock:  # the first call reads the vocabulary out of the HF tokenizer
+            vocabulary = self._tokenizer.structured()
+        return sampling.constraint.matcher(vocabulary)
 
     def chat(self, messages: list[Message], **params: Any) -> ChatResult:
         return chat_result(self.stream_events(messages, **params), self.name)
@@ -337,15 +365,18 @@ class EngineChatModel:
                 f"the prompt takes {len(prompt_ids)} tokens but {self.name} has a context of "
                 f"{self.context_size}; shorten the input or raise context_size"
             )
-        sampling = params.sampling(min(params.max_tokens, room))
+        constraint = output_constraint(params, tools)
+        sampling = params.sampling(min(params.max_tokens, room), constraint)
+        matcher = self._matcher(sampling)  # here, not on the engine thread (the first takes ~1 s)
         eos = self._tokenizer.eos_token_id
         eos_ids = () if eos is None else (eos,)
         rid = next(self._ids)
         box: queue.SimpleQueue = queue.SimpleQueue()
         finished = False
+        ended_by = None  # the engine's finish reason
 
         def tokens() -> Iterator[int]:
-            nonlocal finished
+            nonlocal finished, ended_by
             while not finished:
                 item: StepOutput | _Failed = box.get()
                 if isinstance(item, _Failed):
@@ -356,12 +387,16 @@ class EngineChatModel:
                         item.error
                     )
                 finished = item.finished
+                ended_by = item.finish_reason
                 yield item.token_id
 
-        self._inbox.put(("add", rid, prompt_ids, sampling, eos_ids, box))
+        def complete() -> bool:  # the constraint is: the engine ended the request with "stop"
+            return matcher is not None and ended_by == "stop"
+
+        self._inbox.put(("add", rid, prompt_ids, sampling, eos_ids, matcher, box))
         completion, reason = 0, "length"
         try:
-            for delta in _release(tokens(), sampling, self._decode, eos_ids):
+            for delta in _release(tokens(), sampling, self._decode, eos_ids, complete):
                 completion += len(delta.token_ids)
                 reason = delta.finish_reason or reason
                 shown = splitter.feed(delta.text) if splitter and delta.text else delta.text

@@ -256,6 +256,7 @@ class Generator:
         of the target's layers as a self-speculative draft).
         """
         from hearth.engine.decoding import generate
+        from hearth.engine.masking import matcher_for
 
         ids = self.encode(prompt, chat=chat)
         self._check_room(ids, params)
@@ -267,6 +268,7 @@ class Generator:
             params=params,
             eos_token_ids=self._eos(),
             detokenize=self.decode,
+            matcher=matcher_for(params, self.tokenizer),
             **self._steps(len(ids), params),
         )
         seconds = time.perf_counter() - start
@@ -289,6 +291,7 @@ class Generator:
         kind: str,
         draft_model: str | Path | None,
     ) -> GenerationReport:
+        from hearth.engine.masking import matcher_for
         from hearth.engine.model import LlamaModel
         from hearth.engine.speculative import (
             ModelDrafter,
@@ -320,8 +323,11 @@ class Generator:
             )
         else:
             raise ConfigError(f"--speculative {kind!r}: use none, prompt-lookup or draft")
+        matcher = matcher_for(params, self.tokenizer)
         start = time.perf_counter()
-        result = speculative_generate(self.model, ids, drafter, params, eos_token_ids=self._eos())
+        result = speculative_generate(
+            self.model, ids, drafter, params, eos_token_ids=self._eos(), matcher=matcher
+        )
         seconds = time.perf_counter() - start
         return GenerationReport(
             self.decode(result.token_ids),
@@ -341,6 +347,7 @@ class Generator:
     ) -> Iterator[Delta]:
         """Deltas as tokens are decided (beam search yields once, at the end)."""
         from hearth.engine.decoding import stream
+        from hearth.engine.masking import matcher_for
 
         ids = self.encode(prompt, chat=chat)
         self._check_room(ids, params)
@@ -349,6 +356,7 @@ class Generator:
             params=params,
             eos_token_ids=self._eos(),
             detokenize=self.decode,
+            matcher=matcher_for(params, self.tokenizer),
             **self._steps(len(ids), params),
         )
 

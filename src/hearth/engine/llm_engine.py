@@ -1,6 +1,7 @@
 """LLMEngine: continuous batching over our LlamaModel. `add_request` queues a prompt; each
 `step()` is schedule (which sequences run), run (one batched forward), postprocess (append
-tokens, retire finished sequences); `generate` runs a list of prompts to the end.
+tokens, retire finished sequences); `generate` runs a list of prompts to the end. A request
+under a constraint (SamplingParams.constraint) masks its own row with its own Matcher.
 
 Hand-written after nano-vllm's LLMEngine; the block manager, scheduler, sequence and model
 runner live in files of their own. Not thread-safe: one thread drives `step()` (see
@@ -25,6 +26,7 @@ from hearth.errors import ConfigError, ContextWindowError
 if TYPE_CHECKING:
     from hearth.engine.model import LlamaModel
     from hearth.engine.tokenizer import Tokenizer
+    from hearth.structured import Matcher
 
 
 @dataclass(frozen=True)
@@ -131,9 +133,11 @@ class LLMEngine:
         *,
         eos_token_ids: Seq[int] | None = None,
         seq_id: int | None = None,
+        matcher: Matcher | None = None,
     ) -> int:
         """Queue a prompt (text or token ids); its id. `eos_token_ids` default to the
-        tokenizer's EOS; pass () to run to max_tokens."""
+        tokenizer's EOS; pass () to run to max_tokens. Under params.constraint, `matcher` is
+        the request's fresh Matcher (made here when not given: matcher_for)."""
         params = params or SamplingParams()
         if params.strategy not in ("greedy", "sample"):
             raise ConfigError(
@@ -161,10 +165,14 @@ class LLMEngine:
                 f"a request of {total} tokens needs {bm.blocks_needed(total)} KV blocks but the "
                 f"engine has {bm.num_blocks}: raise EngineConfig.kv_cache_mb or num_blocks"
             )
+        if params.constraint is not None and matcher is None:
+            from hearth.engine.masking import matcher_for
+
+            matcher = matcher_for(params, self.tokenizer)
         seq_id = next(self._ids) if seq_id is None else seq_id
         if seq_id in self._seqs:
             raise ValueError(f"request id {seq_id} is already running")
-        seq = Sequence(seq_id, prompt, params, eos_token_ids)
+        seq = Sequence(seq_id, prompt, params, eos_token_ids, matcher)
         self._seqs[seq_id] = seq
         self.scheduler.add(seq)
         return seq_id

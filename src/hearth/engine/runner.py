@@ -4,6 +4,7 @@ picks each sequence's next token with hearth.engine.sampling.
 
 Hand-written: rows are left-padded so every row's last column is its newest token, which is
 the only one a step needs logits for (`last_only`); pad rows write to the pool's scratch slot.
+A constrained sequence's row is masked by its own Matcher before its token is picked.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
+from hearth.engine.masking import mask_rows
 from hearth.engine.paged_cache import PagedBatchCache, PagedKVPool
 from hearth.engine.sampling import sample_next
 
@@ -91,7 +93,10 @@ class ModelRunner:
     @staticmethod
     def sample(seqs: Seq[Sequence], logits: torch.Tensor) -> list[int]:
         """Plain greedy rows share one argmax; rows with penalties or sampling go one by one
-        through sample_next with their own seeded generator (as the single-sequence loop)."""
+        through sample_next with their own seeded generator (as the single-sequence loop).
+        Constrained rows are masked first, each by its own matcher; the others are untouched."""
+        if any(seq.matcher is not None for seq in seqs):
+            logits = mask_rows(logits, [seq.matcher for seq in seqs])
         plain = [seq.params.is_plain_greedy for seq in seqs]
         out = logits.float().argmax(dim=-1).tolist() if any(plain) else [0] * len(seqs)
         for i, seq in enumerate(seqs):

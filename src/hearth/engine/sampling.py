@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -24,6 +24,9 @@ class SamplingParams:
     presence/frequency_penalty=0. temperature=0 with strategy "sample" means greedy.
     Penalties look at every token in the context (prompt + generated), as transformers does.
     num_beams/length_penalty/early_stopping are for "beam"; penalty_alpha/top_k for "contrastive".
+    `constraint` keeps the output inside a hearth.structured Constraint (or anything its
+    compile() takes: a JSON Schema, a regex, choices...): every strategy masks the tokens it
+    forbids, through a Matcher made per generation (hearth.engine.masking.matcher_for).
     """
 
     strategy: Strategy = "greedy"
@@ -42,8 +45,15 @@ class SamplingParams:
     max_tokens: int = 64
     stop: tuple[str, ...] = field(default_factory=tuple)
     seed: int | None = None
+    constraint: Any = None
 
     def __post_init__(self) -> None:
+        if self.constraint is not None:
+            from hearth.structured import Constraint
+            from hearth.structured import compile as compile_constraint
+
+            if not isinstance(self.constraint, Constraint):
+                object.__setattr__(self, "constraint", compile_constraint(self.constraint))
         if isinstance(self.stop, str):
             object.__setattr__(self, "stop", (self.stop,))
         else:

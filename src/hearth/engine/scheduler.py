@@ -9,6 +9,7 @@ in the prefix cache then, so the recompute is cheap.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable
 from collections.abc import Sequence as Seq
@@ -16,6 +17,8 @@ from typing import NamedTuple
 
 from hearth.engine.block_manager import BlockManager
 from hearth.engine.sequence import Sequence, SequenceStatus
+
+log = logging.getLogger("hearth.engine")
 
 
 class ScheduledBatch(NamedTuple):
@@ -107,14 +110,24 @@ class Scheduler:
         token_ids: Seq[int],
         stopped: Callable[[Sequence], bool] | None = None,
     ) -> list[Sequence]:
-        """Append each sequence's new token; retire those that hit EOS, max_tokens or (by
-        `stopped`, which sees the text) a stop string. Returns the finished ones."""
+        """Append each sequence's new token (a constrained one's matcher takes it too); retire
+        those that hit EOS, complete their constraint ("stop"), hit max_tokens or (by `stopped`,
+        which sees the text) a stop string. Returns the finished ones."""
         finished: list[Sequence] = []
         for seq, token in zip(seqs, token_ids, strict=True):
             seq.num_cached_tokens = seq.num_tokens  # the step stored K/V for all its tokens
             seq.append(token)
+            refused = complete = False
+            if seq.matcher is not None and token not in seq.eos_token_ids:
+                refused = not seq.matcher.advance(token)
+                complete = seq.matcher.done
             if token in seq.eos_token_ids:
                 reason = "eos"
+            elif refused:  # the mask allows only what it takes: a matcher in error
+                log.warning("sequence %s: %s", seq.seq_id, seq.matcher.error)
+                reason = "error"
+            elif complete:
+                reason = "stop"
             elif stopped is not None and seq.params.stop and stopped(seq):
                 reason = "stop"
             elif seq.num_completion_tokens >= seq.params.max_tokens:

@@ -1,5 +1,6 @@
 """One request as the batching engine tracks it: its tokens (prompt + generated), sampling
-params, status, and the block table naming the KV blocks that hold its keys and values.
+params, status, the block table naming the KV blocks that hold its keys and values, and under a
+constraint its own Matcher (so constrained and free sequences share a batch).
 
 Plain Python (after nano-vllm's Sequence): the scheduler, block manager and model runner read
 and write these fields; nothing here touches tensors except the sampler's seeded generator.
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from hearth.engine.sampling import SamplingParams
+    from hearth.structured import Matcher
 
 
 class SequenceStatus(enum.Enum):
@@ -33,6 +35,7 @@ class Sequence:
         prompt_ids: Iterable[int],
         params: SamplingParams,
         eos_token_ids: Iterable[int] = (),
+        matcher: Matcher | None = None,
     ) -> None:
         self.seq_id = seq_id
         self.token_ids: list[int] = list(prompt_ids)
@@ -44,7 +47,9 @@ class Sequence:
         self.status = SequenceStatus.WAITING
         self.block_table: list[int] = []
         self.num_cached_tokens = 0
-        self.finish_reason: str | None = None  # "eos" | "stop" | "length" | "abort"
+        self.finish_reason: str | None = None  # "eos" | "stop" | "length" | "abort" | "error"
+        # params.constraint's state after token_ids (it has taken every generated token)
+        self.matcher = matcher
         self.generator = params.generator()  # seeded sampling stays reproducible when batched
         self.num_preemptions = 0
         self.arrival_time = time.perf_counter()

@@ -12,6 +12,13 @@ distribution. Two drafters:
   drafted token), so at T > 0 a draft is kept with probability p(draft).
 - a draft model sharing the tokenizer, e.g. `truncated_draft(target, n_layers)`: the target's
   first layers plus its final norm and head (self-speculative), with its own KV cache.
+
+Under a constraint (a hearth.structured Matcher) the target's distribution at each drafted
+position is the masked one: the matcher takes the drafted tokens it allows (their masks are
+computed on the way, before the target's forward, which then skips what it refused), is rolled
+back past the first rejected one, then takes the correction; so the output is exactly the
+constrained non-speculative output at temperature 0. A model drafter drafts under a fork of the
+matcher, so it proposes only what the constraint allows.
 """
 
 from __future__ import annotations
@@ -19,17 +26,22 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
 from hearth.engine.kv_cache import KVCache
+from hearth.engine.masking import apply_allowed, mask_logits
 from hearth.engine.model import LlamaModel
 from hearth.engine.sampling import SamplingParams, apply_penalties, apply_warpers
 from hearth.llm.prefix_store import common_prefix
 
-FinishReason = Literal["eos", "length"]
+if TYPE_CHECKING:
+    from hearth.structured import Matcher
+
+FinishReason = Literal["eos", "stop", "length"]
 
 
 @dataclass
@@ -98,7 +110,10 @@ class PromptLookupDrafter:
 
 class ModelDrafter:
     """A small model drafting token by token with its own KV cache, kept in step with the
-    context by dropping whatever no longer matches (rejected drafts) and feeding the rest."""
+    context by dropping whatever no longer matches (rejected drafts) and feeding the rest.
+    Given a `matcher` (a fork: it is advanced) it drafts only what the constraint allows."""
+
+    masks_drafts = True  # propose() takes a matcher
 
     def __init__(self, model: LlamaModel, max_len: int = 4096) -> None:
         self.model = model
@@ -119,22 +134,55 @@ class ModelDrafter:
         return self.model(x, kv_cache=self.cache, last_only=True)[-1].float()
 
     def propose(
-        self, context: Sequence[int], k: int, params: SamplingParams, gen: torch.Generator | None
+        self,
+        context: Sequence[int],
+        k: int,
+        params: SamplingParams,
+        gen: torch.Generator | None,
+        matcher: Matcher | None = None,
     ) -> Draft:
         seen = list(context)
         logits = self._sync(context)
         tokens: list[int] = []
         probs: list[torch.Tensor] = []
         for i in range(k):
-            p = next_token_probs(logits, seen, params)
+            p = next_token_probs(mask_logits(logits, matcher), seen, params)
             token = _choose(p, params, gen)
             tokens.append(token)
             probs.append(p)
             seen.append(token)
+            if matcher is not None and (not matcher.advance(token) or matcher.done):
+                break  # complete: the target adds nothing after it
             if i + 1 < k:
                 logits = self._feed([token])
                 self.cached.append(token)
-        return Draft(tokens, None if params.is_greedy else torch.stack(probs))
+        return Draft(tokens, None if params.is_greedy or not probs else torch.stack(probs))
+
+
+@dataclass
+class DraftMasks:
+    """What a constraint allows at each position of a draft, found by walking it through the
+    matcher: `allowed[i]` (a bool per token) after the first i drafted tokens. The walk stops at
+    the first drafted token the constraint refuses (taken = its index: the target's choice there
+    rejects it), or where the constraint is complete (`complete`: no position after the taken
+    tokens, nothing follows them). The matcher is left after the `taken` tokens."""
+
+    allowed: np.ndarray  # positions x tokenizer vocabulary
+    taken: int
+    complete: bool
+
+
+def draft_masks(matcher: Matcher, tokens: Sequence[int]) -> DraftMasks:
+    """Walk `tokens` through `matcher` (see DraftMasks); the caller rolls back what the target
+    rejects."""
+    rows: list[np.ndarray] = []
+    for i in range(len(tokens) + 1):
+        if matcher.done:
+            return DraftMasks(np.stack(rows), i, True)
+        rows.append(matcher.allowed())
+        if i == len(tokens) or matcher.advance_many([tokens[i]]) != 1:
+            return DraftMasks(np.stack(rows), i, False)
+    raise AssertionError("unreachable")
 
 
 def truncated_draft(model: LlamaModel, n_layers: int) -> LlamaModel:
@@ -180,17 +228,40 @@ def verify(
     draft: Draft,
     params: SamplingParams,
     gen: torch.Generator | None,
-) -> tuple[int, int]:
+    masks: DraftMasks | None = None,
+) -> tuple[int, int | None]:
     """Check `draft` against the target's logits (len(draft) + 1 x vocab, the first predicting
     the token after `context`). Returns (drafts accepted, the token the target adds after them:
-    the correction at the first rejection, or a bonus token when all are accepted)."""
+    the correction at the first rejection, or a bonus token when all are accepted).
+
+    Under a constraint, `masks` (draft_masks) masks each position's logits; only positions up
+    to the first refused draft are looked at (rows past it may be missing), and when the
+    constraint is complete after the accepted drafts no token is added (None)."""
+    if masks is not None:
+        n = len(masks.allowed)
+        logits = apply_allowed(logits[:n], masks.allowed)
+        probs = None if draft.probs is None else draft.probs[:n]
+        draft = Draft(draft.tokens[:n], probs)
+        if masks.complete:  # n rows for n drafts: every one is allowed, nothing follows
+            return _verify(logits, context, draft, params, gen, bonus=False)
+    return _verify(logits, context, draft, params, gen)
+
+
+def _verify(
+    logits: torch.Tensor,
+    context: Sequence[int],
+    draft: Draft,
+    params: SamplingParams,
+    gen: torch.Generator | None,
+    bonus: bool = True,
+) -> tuple[int, int | None]:
     if params.is_plain_greedy:
         # every position's choice at once: the argmax of each row
         best = logits[: len(draft.tokens) + 1].argmax(dim=-1).tolist()
         for i, token in enumerate(draft.tokens):
             if token != best[i]:
                 return i, best[i]
-        return len(draft.tokens), best[len(draft.tokens)]
+        return len(draft.tokens), best[len(draft.tokens)] if bonus else None
     seen = list(context)
     for i, token in enumerate(draft.tokens):
         p = next_token_probs(logits[i], seen, params)
@@ -202,8 +273,10 @@ def verify(
             if _uniform(gen, p.device) >= min(1.0, float(p[token] / q[token])):
                 return i, _residual_sample(p, q, params, gen)
         seen.append(token)
-    bonus = next_token_probs(logits[len(draft.tokens)], seen, params)
-    return len(draft.tokens), _choose(bonus, params, gen)
+    if not bonus:
+        return len(draft.tokens), None
+    extra = next_token_probs(logits[len(draft.tokens)], seen, params)
+    return len(draft.tokens), _choose(extra, params, gen)
 
 
 def _draft_q(draft: Draft, i: int, p: torch.Tensor) -> torch.Tensor:
@@ -233,8 +306,11 @@ def speculative_generate(
     params: SamplingParams | None = None,
     k: int = 4,
     eos_token_ids: Sequence[int] = (),
+    matcher: Matcher | None = None,
 ) -> SpeculativeResult:
-    """Generate with speculation; `drafter` defaults to prompt lookup.
+    """Generate with speculation; `drafter` defaults to prompt lookup; `matcher` (a fresh one,
+    hearth.engine.masking.matcher_for) keeps the output inside params.constraint and ends it,
+    "stop", once the constraint is complete.
 
     The target's cache always holds the context except its last token; each step feeds that
     token plus the k drafts (k + 1 positions, one forward), then truncates the cache to the
@@ -246,21 +322,60 @@ def speculative_generate(
         raise ValueError("speculative_generate needs at least one prompt token")
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
+    if params.constraint is not None and matcher is None:
+        raise ValueError(
+            "SamplingParams.constraint needs a `matcher` for this generation: "
+            "hearth.engine.masking.matcher_for(params, tokenizer)"
+        )
     gen = params.generator(model.embed_tokens.weight.device)
     context = list(prompt_ids)
     cache = model.new_cache(len(context) + params.max_tokens + k + 1)
     _forward(model, cache, context[:-1])
     result = SpeculativeResult([], "length")
     while len(result.token_ids) < params.max_tokens:
+        if matcher is not None and matcher.done:  # complete before anything was generated
+            result.finish_reason = "stop"
+            break
         room = params.max_tokens - len(result.token_ids) - 1
-        draft = drafter.propose(context, min(k, room), params, gen) if room > 0 else Draft([])
-        logits = _forward(model, cache, [context[-1], *draft.tokens], all_positions=True)
-        accepted, extra = verify(logits, context, draft, params, gen)
+        draft = _propose(drafter, context, min(k, room), params, gen, matcher)
+        masks = draft_masks(matcher, draft.tokens) if matcher is not None else None
+        fed = draft.tokens if masks is None else draft.tokens[: masks.taken]
+        logits = _forward(model, cache, [context[-1], *fed], all_positions=True)
+        accepted, extra = verify(logits, context, draft, params, gen, masks)
         cache.truncate(len(context) + accepted)  # context[:-1] + last + accepted drafts
         _record(result, draft, accepted)
-        if _extend(result, context, [*draft.tokens[:accepted], extra], params, eos_token_ids):
+        new = draft.tokens[:accepted] + ([] if extra is None else [extra])
+        if matcher is not None:  # back to the accepted drafts, then the target's own token
+            matcher.rollback(masks.taken - accepted)
+            if extra is not None:
+                matcher.advance(extra)
+        # the constraint is complete after the last new token (when they all fit)
+        complete = (
+            matcher is not None
+            and matcher.done
+            and len(result.token_ids) + len(new) <= params.max_tokens
+        )
+        over = _extend(result, context, new, params, eos_token_ids)
+        if complete and result.finish_reason == "length":
+            result.finish_reason, over = "stop", True
+        if over:
             break
     return result
+
+
+def _propose(
+    drafter: Drafter,
+    context: Sequence[int],
+    k: int,
+    params: SamplingParams,
+    gen: torch.Generator | None,
+    matcher: Matcher | None,
+) -> Draft:
+    if k <= 0:
+        return Draft([])
+    if matcher is not None and getattr(drafter, "masks_drafts", False):
+        return drafter.propose(context, k, params, gen, matcher=matcher.fork())
+    return drafter.propose(context, k, params, gen)
 
 
 def _forward(

@@ -11,7 +11,8 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
@@ -29,10 +30,27 @@ class Tokenizer:
     chat_template: str | None
     eos_token_id: int | None
     bos_token_id: int | None
+    # this vocabulary as hearth.structured masks it, built on first use (see structured())
+    _structured: Any = field(default=None, init=False, repr=False, compare=False)
+    _structured_lock: Any = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
 
     @property
     def vocab_size(self) -> int:
         return len(self.hf)
+
+    def structured(self) -> Any:
+        """This vocabulary as hearth.structured's constraints mask it (an llguidance
+        LLTokenizer, for `Constraint.matcher`): built once (about a second), then kept here,
+        with the tokenizer it reads."""
+        if self._structured is None:
+            from hearth.structured.tokenizers import hf_tokenizer
+
+            with self._structured_lock:
+                if self._structured is None:
+                    self._structured = hf_tokenizer(self.hf, len(self.hf), self.eos_token_id)
+        return self._structured
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         return self.hf.encode(text, add_special_tokens=add_special_tokens)

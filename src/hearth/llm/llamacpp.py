@@ -20,6 +20,7 @@ from hearth.llm.tool_calls import (
     OPEN,
     ToolCallSplitter,
     ToolRequest,
+    output_constraint,
     parse_tool_calls,
     request_for,
     template_messages,
@@ -383,21 +384,6 @@ def mask_tokenizer(vocab: Any):
             eos_token=llama_cpp.llama_vocab_eos(vocab),
             slices=None,
         )
-
-
-def output_constraint(gen: GenerationParams, tools: ToolRequest | None) -> Constraint | None:
-    """What generation is held to: the tool request's constraint when tools may be called, else
-    `gen.constraint`. Both at once is a ValueError: a call's arguments already follow their
-    schema, and a reply in text cannot also be a call (ask with tool_choice "none" for the
-    schema-shaped reply)."""
-    if tools is None:
-        return gen.constraint
-    if gen.constraint is not None:
-        raise ValueError(
-            "a constraint (response_format) and tools cannot be combined; the tools' "
-            "parameters already constrain calls (use tool_choice 'none' for a constrained reply)"
-        )
-    return tools.constraint()
 
 
 def _chat_formatter(llama):

@@ -40,10 +40,9 @@ from hearth.llm.llamacpp import (
     GenerationParams,
     LlamaCppModel,
     _cores,
-    output_constraint,
 )
 from hearth.llm.prefix_store import PrefixStore, common_prefix
-from hearth.llm.tool_calls import ToolCallSplitter
+from hearth.llm.tool_calls import ToolCallSplitter, output_constraint
 from hearth.types import ChatResult, Message, StreamEnd, Usage, chat_result, text_deltas
 
 log = logging.getLogger("hearth.llm")

@@ -200,6 +200,21 @@ def request_for(model: Any, tools: Any, tool_choice: Any) -> ToolRequest | None:
     return request
 
 
+def output_constraint(params: Any, tools: ToolRequest | None) -> Constraint | None:
+    """What generation is held to: the tool request's constraint when tools may be called, else
+    `params.constraint`. Both at once is a ValueError: a call's arguments already follow their
+    schema, and a reply in text cannot also be a call (ask with tool_choice "none" for the
+    schema-shaped reply)."""
+    if tools is None:
+        return params.constraint
+    if params.constraint is not None:
+        raise ValueError(
+            "a constraint (response_format) and tools cannot be combined; the tools' "
+            "parameters already constrain calls (use tool_choice 'none' for a constrained reply)"
+        )
+    return tools.constraint()
+
+
 # Our own wording of the Hermes convention (the tags are what Qwen2.5-style models know)
 SYSTEM_TOOLS = """# Tools
 

@@ -1,7 +1,8 @@
-"""Tokenizers as llguidance sees them: the byte tokenizer `accepts` runs on, and a llama.cpp
-model's vocabulary.
+"""Tokenizers as llguidance sees them: the byte tokenizer `accepts` runs on, a llama.cpp
+model's vocabulary, and a transformers fast tokenizer's (Hearth's own engine).
 
-The byte tokenizer is cached here; a llama.cpp one is kept by its model.
+Hand-written glue over llguidance's readers. The byte tokenizer is cached here; the others are
+kept by what owns the vocabulary (the llama.cpp model, the engine's Tokenizer).
 """
 
 from __future__ import annotations
@@ -41,3 +42,15 @@ def llama_tokenizer(vocab: Any) -> llguidance.LLTokenizer:
     with warnings.catch_warnings():  # it calls a deprecated alias once per token
         warnings.simplefilter("ignore", DeprecationWarning)
         return lltokenizer_from_vocab(vocab)
+
+
+def hf_tokenizer(
+    hf: Any, n_vocab: int | None = None, eos_token_id: int | None = None
+) -> llguidance.LLTokenizer:
+    """From a transformers fast tokenizer (llguidance's own reader, about a second): `n_vocab`
+    tokens (default: the tokenizer's own count), ending at `eos_token_id` (default: its EOS).
+    Not cached here: the engine's Tokenizer keeps it (Tokenizer.structured), so a tokenizer and
+    its vocabulary go together and a different model never meets a stale one."""
+    from llguidance.hf import from_tokenizer
+
+    return from_tokenizer(hf, n_vocab=n_vocab, eos_token=eos_token_id)

@@ -63,11 +63,15 @@ class Matcher:
     def __init__(self, inner: llguidance.LLMatcher, vocab_size: int) -> None:
         self._inner = inner
         self.vocab_size = vocab_size
+        self._words = np.zeros((vocab_size + 31) // 32, dtype=np.int32)  # llguidance's bitmask
 
     def allowed(self) -> np.ndarray:
-        """A bool per token id: may it come next."""
-        words = np.frombuffer(self._inner.compute_bitmask(), dtype=np.uint8)
-        return np.unpackbits(words, bitorder="little")[: self.vocab_size].astype(bool)
+        """A bool per token id: may it come next (a new array each call). Runs once per token:
+        the bitmask is written into this matcher's own buffer and unpacked as a view, with no
+        copy beyond the unpacking."""
+        self._inner.unsafe_compute_mask_ptr(self._words.ctypes.data, self._words.nbytes)
+        bits = np.unpackbits(self._words.view(np.uint8), bitorder="little")
+        return bits[: self.vocab_size].view(bool)
 
     def mask_logits(self, logits: np.ndarray) -> None:
         """Set the logits of every token that may not come next to -inf, in place (the last

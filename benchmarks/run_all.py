@@ -41,6 +41,14 @@ BENCHMARKS = [
     # hearth.structured's accepts() against the official JSON-Schema-Test-Suite, drafts 2020-12
     # and 7 (the suite comes from the jsonschema sdist, downloaded once; ~10 s).
     "structured_suite",
+    # Real-world schemas (BFCL functions, OpenAI/Anthropic SDK models, package schemas): compile
+    # share, compile and per-token mask time vs outlines-core and XGrammar, valid output of
+    # SmolLM2 on a sample (needs the `bench` extra; ~15 minutes on 2 busy cores).
+    "structured_speed",
+    # Constrained vs unconstrained output tok/s: llama.cpp, its batcher, the engine (~6 min).
+    "structured_e2e",
+    # 100 generations against 20 varied schemas with SmolLM2: valid or StructuredOutputError.
+    "structured_generations",
     # hearth serve vs llama.cpp's own llama-server at 1/4/16/64 streaming clients (~13 minutes;
     # the first run builds llama-server from llama-cpp-python's source, ~15 minutes on 2 cores),
     # then the RAG traffic with prefix cache and prompt lookup on, and both off (~10 minutes).

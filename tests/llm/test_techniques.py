@@ -242,7 +242,8 @@ def test_self_consistency_counts_answers_an_extractor_cannot_find_as_failed(chat
 
 def test_the_calculator_walks_the_ast_and_never_evals():
     assert calculator("(2 + 3) * 4 - 10 / 4") == 17.5 and calculator("1234 * 5678") == 7006652
-    for bad in ["__import__('os').system('true')", "2 ** 1000", "x + 1", "1 if 1 else 2"]:
+    too_big = "((10 ** 64) ** 64) ** 64"  # a model must not make it build a huge integer
+    for bad in ["__import__('os').system('true')", "2 ** 1000", "x + 1", "1 if 1 else 2", too_big]:
         with pytest.raises(ValueError):
             calculator(bad)
 

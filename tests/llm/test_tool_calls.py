@@ -294,6 +294,18 @@ def test_the_constraint_of_each_choice(native):
     assert auto.accepts(f"{BLOCK}\nDone.") == native
 
 
+def test_arguments_from_composed_schemas_stay_allowed():
+    """Extra arguments are closed off only where every allowed name is listed at the top: a
+    name that comes in through anyOf / allOf stays writable."""
+    either = {"type": "object", "properties": {"a": {"type": "string"}},
+              "anyOf": [{"properties": {"b": {"type": "string"}}, "required": ["b"]},
+                        {"required": ["a"]}]}  # fmt: skip
+    tool = {"type": "function", "function": {"name": "f", "parameters": either}}
+    forced = tool_request([tool], {"type": "function", "function": {"name": "f"}})
+    assert forced.constraint().accepts('{"b": "x"}}\n</tool_call>')
+    assert forced.constraint().accepts('{"a": "x"}}\n</tool_call>')
+
+
 def test_an_unenforceable_parameters_schema_names_the_tool_and_keyword():
     bad = {
         "type": "function",

@@ -167,6 +167,20 @@ def test_bad_tool_requests_name_the_field(client, tools, choice, param):
     assert err.value.body["param"] == param
 
 
+def test_bad_tool_messages_are_400s_naming_the_message(client):
+    lost = [*ASK, {"role": "tool", "content": "14 degrees"}]  # which call does it answer?
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model=CHAT_MODEL, messages=lost, max_tokens=8)
+    assert err.value.body["param"] == "messages[1].tool_call_id"
+    call = {"id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": "{city: Paris"}}  # fmt: skip
+    broken = [*ASK, {"role": "assistant", "content": None, "tool_calls": [call]},
+              {"role": "tool", "tool_call_id": "call_1", "content": "14 degrees"}]  # fmt: skip
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model=CHAT_MODEL, messages=broken, max_tokens=8)
+    assert err.value.body["param"] == "messages[1].tool_calls[0].function.arguments"
+
+
 def test_tools_and_response_format_together_are_refused(client):
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(

@@ -352,9 +352,10 @@ class EngineChatModel:
     def stream_events(self, messages: list[Message], **params: Any) -> Iterator[str | StreamEnd]:
         chat_params = ChatParams.from_kwargs(**params)  # a bad parameter fails right here
         tools = request_for(self, chat_params.tools, chat_params.tool_choice)
-        return self._stream_events(messages, chat_params, tools)
+        constraint = output_constraint(chat_params, tools)  # and a bad schema, here too
+        return self._stream_events(messages, chat_params, tools, constraint)
 
-    def _stream_events(self, messages: list[Message], params: ChatParams, tools):
+    def _stream_events(self, messages: list[Message], params: ChatParams, tools, constraint):
         from hearth.engine.decoding import _release
 
         prompt_ids = self._encode(messages, tools)
@@ -365,7 +366,6 @@ class EngineChatModel:
                 f"the prompt takes {len(prompt_ids)} tokens but {self.name} has a context of "
                 f"{self.context_size}; shorten the input or raise context_size"
             )
-        constraint = output_constraint(params, tools)
         sampling = params.sampling(min(params.max_tokens, room), constraint)
         matcher = self._matcher(sampling)  # here, not on the engine thread (the first takes ~1 s)
         eos = self._tokenizer.eos_token_id
@@ -388,6 +388,8 @@ class EngineChatModel:
                     )
                 finished = item.finished
                 ended_by = item.finish_reason
+                if ended_by == "error":  # the constraint refused the token the model chose
+                    raise HearthError(f"{self.name}: generation left its constraint")
                 yield item.token_id
 
         def complete() -> bool:  # the constraint is: the engine ended the request with "stop"

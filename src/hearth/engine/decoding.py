@@ -319,7 +319,9 @@ def beam_search(
         cand = torch.cat([running[parent], token[:, None]], dim=1)
         ended = torch.isin(token, eos) | (cur_len + 1 >= max_len)
         if beams is not None:
-            cand_beams = _advance_beams(beams, parent.tolist(), token.tolist(), cand_scores > dead)
+            # a candidate grown from a placeholder beam (score ~big) is no hypothesis either
+            real = cand_scores > big / 2
+            cand_beams = _advance_beams(beams, parent.tolist(), token.tolist(), real)
             alive = torch.tensor([m is not None for m in cand_beams])
             ended |= torch.tensor([m is not None and m.done for m in cand_beams])
 

@@ -208,10 +208,13 @@ class LlamaCppModel:
         """This model's vocabulary as hearth.structured masks it: read once, kept with the
         model (it calls into the model's own vocabulary, so it must not outlive it)."""
         if self._structured is None:
+            from hearth.structured.tokenizers import llama_tokenizer
+
             llama = self._load()
             with self._lock:
                 if self._structured is None:
-                    self._structured = mask_tokenizer(llama._model.vocab)
+                    tags = frozenset({OPEN.encode(), CLOSE.encode()})  # kept as text
+                    self._structured = llama_tokenizer(llama._model.vocab, tags)
         return self._structured
 
     # -- the ChatModel interface ---------------------------------------------------------------
@@ -343,47 +346,6 @@ class LlamaCppModel:
 
     def __repr__(self) -> str:
         return f"LlamaCppModel({str(self.path)!r}, context_size={self.context_size})"
-
-
-def mask_tokenizer(vocab: Any):
-    """A llama.cpp vocabulary as llguidance masks it: llguidance's own reader
-    (llguidance.llamacpp.lltokenizer_from_vocab, as hearth.structured.tokenizers.llama_tokenizer
-    uses it), except that the tool-call tags stay text. That reader marks every user-defined
-    token that looks like `<...>` special, which keeps Qwen2.5's single `<tool_call>` token
-    (user-defined, and what llama.cpp makes of that text) out of a grammar's "<tool_call>":
-    masked, the model wrote a bare JSON call instead of its trained tag. Hand-written (20 lines)
-    because the reader takes no exceptions."""
-    import ctypes
-    import warnings
-
-    import llama_cpp
-    from llguidance import LLTokenizer
-
-    tags = {OPEN.encode(), CLOSE.encode()}
-    size = 16 * 1024
-    buffer = ctypes.create_string_buffer(size + 1)
-    tokens: list[bytes] = []
-    with warnings.catch_warnings():  # deprecated aliases, called once per token
-        warnings.simplefilter("ignore", DeprecationWarning)
-        for token in range(llama_cpp.llama_vocab_n_tokens(vocab)):
-            n = llama_cpp.llama_token_to_piece(vocab, token, buffer, size, 0, True)
-            if n < 0:
-                raise ValueError(f"token {token} does not fit {size} bytes")
-            piece = bytes(buffer[:n])
-            attr = llama_cpp.llama_token_get_attr(vocab, token)
-            looks_special = piece.startswith(b"<") and piece.endswith(b">")
-            user = attr & llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED and piece not in tags
-            if attr & llama_cpp.LLAMA_TOKEN_ATTR_CONTROL or (user and looks_special):
-                piece = b"\xff" + piece  # llguidance's mark of a special token
-            tokens.append(piece)
-        tokenize = ctypes.cast(llama_cpp.llama_cpp._lib.llama_tokenize, ctypes.c_void_p).value
-        return LLTokenizer.from_llamacpp(
-            tokens=tokens,
-            vocab_ptr=vocab,
-            tokenize_fptr=tokenize,
-            eos_token=llama_cpp.llama_vocab_eos(vocab),
-            slices=None,
-        )
 
 
 def _chat_formatter(llama):

@@ -62,8 +62,9 @@ def generate(
             problem = str(exc)
         if reply.finish_reason == "length":
             problem = f"cut off at max_tokens ({problem})"
-            if not params.get("temperature"):
-                sampled = {"temperature": RESAMPLE_TEMPERATURE, "seed": attempt + 1}
+            seed = (params.get("seed") or 0) + attempt + 1  # never the same draw again
+            sampled = {"temperature": params.get("temperature") or RESAMPLE_TEMPERATURE,
+                       "seed": seed}  # fmt: skip
             continue
         messages += [Message("assistant", text), Message("user", RETRY.format(problem=problem))]
     raise StructuredOutputError(

@@ -126,7 +126,7 @@ def _parameters_grammar(index: int, tool: dict[str, Any]) -> str:
     schema (the error then names the tool)."""
     from hearth.structured import compile
     from hearth.structured.constraint import GENERATE_JSON
-    from hearth.structured.schema import prepare
+    from hearth.structured.schema import IN_PLACE, prepare
 
     params = tool["function"]["parameters"]
     where = f"tools[{index}].function.parameters"
@@ -140,8 +140,11 @@ def _parameters_grammar(index: int, tool: dict[str, Any]) -> str:
             f"parameters{path}",
         ) from None  # fmt: skip
     ready = {} if ready is True else dict(ready)
-    if "properties" in ready and not {"additionalProperties", "patternProperties"} & set(ready):
-        ready["additionalProperties"] = False  # a subset of what the schema allows
+    # a subset of what the schema allows (small models invent arguments), where every allowed
+    # name is listed at the top (not in an allOf / anyOf / $ref branch)
+    open_ended = {"additionalProperties", "patternProperties", *IN_PLACE} & set(ready)
+    if "properties" in ready and not open_ended:
+        ready["additionalProperties"] = False
     ready["x-guidance"] = GENERATE_JSON
     return "%json" + json.dumps(ready, ensure_ascii=False)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from hearth.errors import ConstraintError
 from hearth.llm.structured_output import SHOW_SCHEMA
 from hearth.llm.structured_output import generate as generate_structured
 from hearth.rag.citations import Citation, citation_for
@@ -95,6 +96,10 @@ def answer_with_schema(
     if not question.strip():
         raise ValueError("the question is empty")
     constraint = schema if isinstance(schema, Constraint) else compile(schema)
+    if constraint.kind != "json":
+        raise ConstraintError(
+            f"a structured answer takes a JSON Schema or a pydantic model, not a {constraint.kind}"
+        )
     model = answerer.model
     if model is None:
         raise ValueError("a structured answer needs a chat model")

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hearth.errors import ConstraintError, ContextWindowError
+from hearth.errors import CapabilityError, ConstraintError, ContextWindowError
 from hearth.index.store import NotInIndexError
 
 log = logging.getLogger("hearth.serve")
@@ -112,6 +112,8 @@ def from_exception(exc: BaseException) -> APIError:
         return APIError(404, str(exc), code="not_found")
     if isinstance(exc, ConstraintError):
         return APIError(400, str(exc), code="invalid_schema", param="response_format")
+    if isinstance(exc, CapabilityError):
+        return APIError(400, str(exc), code="model_not_supported")
     log.error("request failed", exc_info=(type(exc), exc, exc.__traceback__))
     return APIError(500, INTERNAL_MESSAGE, type="server_error", code="internal_error")
 

@@ -147,10 +147,21 @@ def _generation_params(body: s.SamplingFields, max_tokens: int | None, state: Se
 
 
 def _to_messages(messages: list[s.ChatMessage]) -> list[Message]:
-    """Hearth's messages; an assistant turn keeps its tool calls, a tool turn its call id."""
+    """Hearth's messages; an assistant turn keeps its tool calls, a tool turn its call id (400
+    without one, or for a call whose arguments are not JSON)."""
     out = []
-    for m in messages:
+    for i, m in enumerate(messages):
         role = "system" if m.role == "developer" else m.role
+        if m.role == "tool" and not m.tool_call_id:
+            raise APIError(400, f"messages[{i}]: a tool message needs the tool_call_id it "
+                           "answers", param=f"messages[{i}].tool_call_id")  # fmt: skip
+        for j, c in enumerate(m.tool_calls or []):
+            try:
+                json.loads(c.function.arguments or "{}")
+            except ValueError:
+                raise APIError(400, f"messages[{i}].tool_calls[{j}].function.arguments is not "
+                               "JSON", param=f"messages[{i}].tool_calls[{j}].function.arguments",
+                               ) from None  # fmt: skip
         calls = [ToolCall(c.id, c.function.name, c.function.arguments) for c in m.tool_calls or []]
         name = m.name if m.role == "tool" else None
         out.append(Message(role, m.text(), calls, m.tool_call_id, name))  # type: ignore[arg-type]

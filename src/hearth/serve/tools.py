@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from hearth.errors import CapabilityError, ConstraintError
+from hearth.llm.remote import RemoteChatModel
 from hearth.llm.tool_calls import request_for
 from hearth.serve.errors import APIError, unsupported
 from hearth.types import ToolCall
@@ -22,8 +23,10 @@ def tool_params(tools: list[dict[str, Any]] | None, tool_choice: Any, model: Any
     """The `tools` / `tool_choice` keyword arguments for `model` ({} when no tool may be
     called: no tools, or tool_choice "none"). Definitions are checked, and for a model that
     masks tokens the constraint is compiled here, so a bad one is a 400 before generating."""
-    if tool_choice == "none" or (not tools and tool_choice in (None, "auto")):
+    if not tools and tool_choice in (None, "auto", "none"):
         return {}
+    if tool_choice == "none":  # no call now; a remote API still needs the tools of past calls
+        return {"tools": tools, "tool_choice": "none"}
     try:
         request = request_for(model, tools, tool_choice)
     except CapabilityError as exc:
@@ -33,7 +36,7 @@ def tool_params(tools: list[dict[str, Any]] | None, tool_choice: Any, model: Any
         raise APIError(400, str(exc), param=param) from None
     if request is None:
         return {}
-    if getattr(model, "masks_tokens", False):
+    if getattr(model, "masks_tokens", False) and not isinstance(model, RemoteChatModel):
         try:
             request.constraint()  # compiled once, cached for the generation itself
         except ConstraintError as exc:
@@ -52,7 +55,8 @@ def _param(path: str | None) -> str:
 def check_combination(response_format: dict[str, Any] | None, params: dict[str, Any]) -> None:
     """`response_format` beside callable tools is refused: a call's arguments already follow
     their schema, and a reply cannot be held to two grammars at once."""
-    if params.get("tools") and (response_format or {}).get("type", "text") != "text":
+    calls = params.get("tools") and params.get("tool_choice") != "none"
+    if calls and (response_format or {}).get("type", "text") != "text":
         raise unsupported(
             "response_format",
             "cannot be combined with tools; the tools' parameters constrain the calls (send "

@@ -33,15 +33,47 @@ def byte_tokenizer() -> llguidance.LLTokenizer:
     return llguidance.LLTokenizer(llguidance.TokenizerWrapper(_ByteVocabulary()))
 
 
-def llama_tokenizer(vocab: Any) -> llguidance.LLTokenizer:
-    """From a llama.cpp `llama_vocab *` (llguidance's own reader, about a second). Not cached
-    here: the tokenizer calls into that vocabulary, so the model that owns it keeps it (see
-    LlamaCppModel.structured_tokenizer) and both go together."""
-    from llguidance.llamacpp import lltokenizer_from_vocab
+def llama_tokenizer(
+    vocab: Any, text_tokens: frozenset[bytes] = frozenset()
+) -> llguidance.LLTokenizer:
+    """From a llama.cpp `llama_vocab *` (about a second). Not cached here: the tokenizer calls
+    into that vocabulary, so the model that owns it keeps it (LlamaCppModel.
+    structured_tokenizer) and both go together.
 
-    with warnings.catch_warnings():  # it calls a deprecated alias once per token
+    The steps follow llguidance's own reader (llguidance.llamacpp.lltokenizer_from_vocab, MIT
+    licence), which marks control tokens and every user-defined token that looks like `<...>`
+    as special, so a grammar cannot produce them as text; `text_tokens` are kept as text
+    instead. Qwen2.5's `<tool_call>` is such a single user-defined token, the one llama.cpp
+    makes of that text: marked special, a grammar's "<tool_call>" could only be spelt out in
+    pieces, and the model wrote a bare JSON call instead of its trained tag."""
+    import ctypes
+
+    import llama_cpp
+
+    size = 16 * 1024
+    buffer = ctypes.create_string_buffer(size + 1)
+    pieces: list[bytes] = []
+    with warnings.catch_warnings():  # deprecated aliases, called once per token
         warnings.simplefilter("ignore", DeprecationWarning)
-        return lltokenizer_from_vocab(vocab)
+        for token in range(llama_cpp.llama_vocab_n_tokens(vocab)):
+            n = llama_cpp.llama_token_to_piece(vocab, token, buffer, size, 0, True)
+            if n < 0:
+                raise ValueError(f"token {token} does not fit {size} bytes")
+            piece = bytes(buffer[:n])
+            attr = llama_cpp.llama_token_get_attr(vocab, token)
+            control = attr & llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
+            tag_like = attr & llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED and piece[:1] == b"<"
+            if control or (tag_like and piece[-1:] == b">" and piece not in text_tokens):
+                piece = b"\xff" + piece  # how llguidance marks a special token
+            pieces.append(piece)
+        tokenize = ctypes.cast(llama_cpp.llama_cpp._lib.llama_tokenize, ctypes.c_void_p).value
+        return llguidance.LLTokenizer.from_llamacpp(
+            tokens=pieces,
+            vocab_ptr=vocab,
+            tokenize_fptr=tokenize,
+            eos_token=llama_cpp.llama_vocab_eos(vocab),
+            slices=None,
+        )
 
 
 def hf_tokenizer(

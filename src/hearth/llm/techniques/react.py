@@ -313,8 +313,23 @@ def _evaluate(node: ast.AST) -> int | float:
         left, right = _evaluate(node.left), _evaluate(node.right)
         if isinstance(node.op, ast.Pow) and abs(right) > MAX_EXPONENT:
             raise ValueError(f"exponents above {MAX_EXPONENT} are not allowed")
+        if isinstance(node.op, ast.Pow | ast.Mult) and _bits(left, right, node.op) > MAX_BITS:
+            raise ValueError(f"the result would exceed {MAX_BITS} bits")
         return _BINARY[type(node.op)](left, right)
     raise ValueError(f"not allowed in an arithmetic expression: {ast.unparse(node)!r}")
+
+
+MAX_BITS = 4096  # no intermediate integer beyond this: a model must not build huge numbers
+
+
+def _bits(left: int | float, right: int | float, op: ast.operator) -> float:
+    """About how many bits an integer result of `left op right` needs (floats overflow on
+    their own)."""
+    if not (isinstance(left, int) and isinstance(right, int)):
+        return 0
+    if isinstance(op, ast.Pow):
+        return abs(left).bit_length() * max(right, 0)
+    return abs(left).bit_length() + abs(right).bit_length()
 
 
 CALCULATOR = Tool(

@@ -353,6 +353,25 @@ def test_tools_are_typed_by_json_schema():
     assert CALCULATOR.definition()["function"]["parameters"] == CALCULATOR.parameters
 
 
+def test_tools_from_pydantic_models_keep_their_references():
+    """A nested pydantic model is a $ref into the tool's own $defs: inside the action schema
+    it must still point at that tool's definitions."""
+
+    class Place(BaseModel):
+        city: str
+
+    class Trip(BaseModel):
+        start: Place
+        end: Place
+
+    trip = Tool("route", lambda **kw: "2 h", Trip.model_json_schema())
+    accepts = compile(action_schema({"route": trip, "calculator": CALCULATOR})).accepts
+    places = {"start": {"city": "Oslo"}, "end": {"city": "Bergen"}}
+    assert accepts(_action(thought="t", tool="route", input=places))
+    assert not accepts(_action(thought="t", tool="route", input={**places, "end": {"town": "x"}}))
+    assert accepts(_action(thought="t", tool="calculator", input={"expression": "1"}))
+
+
 def test_react_with_json_actions_on_smollm2_stays_within_its_tools_and_budget(chat_model):
     result = react(chat_model, "What is 17 * 23?", [CALCULATOR], max_steps=2, max_tokens=96)
     assert 1 <= len(result.steps) <= 2

@@ -208,18 +208,19 @@ def action_schema(tools: Mapping[str, Tool]) -> dict[str, Any]:
     """The JSON Schema of one JSON-mode action: a call of one of `tools` with an input that
     fits that tool's schema, or a final answer; the thought comes first."""
     thought = {"type": "string", "maxLength": THOUGHT_CHARS}
+    defs: dict[str, Any] = {}
     calls = [
         {
             "type": "object",
             "properties": {
                 "thought": thought,
                 "tool": {"const": t.name},
-                "input": dict(t.parameters),
+                "input": _hoisted(f"tool{i}", dict(t.parameters), defs),
             },
             "required": ["thought", "tool", "input"],
             "additionalProperties": False,
         }
-        for t in tools.values()
+        for i, t in enumerate(tools.values())
     ]
     final = {
         "type": "object",
@@ -227,7 +228,52 @@ def action_schema(tools: Mapping[str, Tool]) -> dict[str, Any]:
         "required": ["thought", "final_answer"],
         "additionalProperties": False,
     }
-    return {"anyOf": [*calls, final]}
+    return {"anyOf": [*calls, final], **({"$defs": defs} if defs else {})}
+
+
+_MAPS = ("properties", "patternProperties", "dependentSchemas", "$defs", "definitions")
+
+
+def _hoisted(prefix: str, schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """A tool's input schema as it can sit inside the action schema. One that refers into
+    itself ($ref to "#", its $defs or definitions: pydantic's nested models) would point at the
+    action schema's root there; it moves into the root's $defs as `prefix` (its definitions as
+    `prefix.NAME`), its references renamed, and is referred to."""
+    if "$ref" not in json.dumps(schema):
+        return schema
+    renamed = {"#": f"#/$defs/{prefix}"}
+    for key in ("$defs", "definitions"):
+        for name in schema.get(key) or {}:
+            renamed[f"#/{key}/{name}"] = f"#/$defs/{prefix}.{name}"
+
+    def ref(target: str) -> str:
+        for old in sorted(renamed, key=len, reverse=True):
+            if target == old or target.startswith(old + "/"):
+                return renamed[old] + target[len(old) :]
+        return target
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        out = {}
+        for key, value in node.items():
+            if key in ("$defs", "definitions") and node is schema:
+                continue  # hoisted below
+            if key == "$ref" and isinstance(value, str):
+                out[key] = ref(value)
+            elif key in _MAPS and isinstance(value, dict):
+                out[key] = {name: walk(sub) for name, sub in value.items()}
+            else:
+                out[key] = walk(value)
+        return out
+
+    for key in ("$defs", "definitions"):
+        for name, sub in (schema.get(key) or {}).items():
+            defs[f"{prefix}.{name}"] = walk(sub)
+    defs[prefix] = walk(schema)
+    return {"$ref": f"#/$defs/{prefix}"}
 
 
 def _render(prompt, question, table, steps, native) -> list[Message]:

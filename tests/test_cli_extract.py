@@ -8,15 +8,9 @@ import os
 import subprocess
 import sys
 
-SCHEMA = {
-    "type": "object",
-    "properties": {
-        "name": {"type": "string", "maxLength": 40},
-        "age": {"type": "integer", "minimum": 0, "maximum": 150},
-    },
-    "required": ["name", "age"],
-    "additionalProperties": False,
-}
+from tests.schemas import PERSON
+
+SCHEMA = PERSON
 TEXT = "Maria Lopez is 34 years old and lives in Valencia."
 
 

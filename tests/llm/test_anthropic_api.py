@@ -15,7 +15,8 @@ from hearth.llm.anthropic_api import AnthropicModel, finish_reason
 from hearth.llm.retry import RetryPolicy
 from hearth.types import ChatModel, Message, StreamEnd
 from tests.llm.anthropic_wire import AnthropicWireServer, api_error, overloaded, rate_limited
-from tests.llm.wire_support import Fault
+from tests.llm.wire_support import CLOCK, NAMED, WEATHER, Fault, valid_call
+from tests.llm.wire_support import TOOLS as SHARED_TOOLS
 
 QUESTION = [
     Message("system", "You are a concise assistant."),
@@ -202,42 +203,12 @@ def test_bad_parameters_fail_before_any_request(server):
 
 # -- tools and JSON answers through tool mode -------------------------------------------------
 
-WEATHER = {
-    "type": "object",
-    "properties": {
-        "city": {"type": "string", "maxLength": 30},
-        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-    },
-    "required": ["city"],
-    "additionalProperties": False,
-}
-CLOCK = {
-    "type": "object",
-    "properties": {"city": {"type": "string", "maxLength": 30}},
-    "required": ["city"],
-    "additionalProperties": False,
-}
 TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Current weather in a city",
-            "parameters": WEATHER,
-        },
-    },
+    SHARED_TOOLS[0],
     {"type": "function", "function": {"name": "get_time", "parameters": CLOCK}},
 ]
 ASK = [Message("user", "What is the weather in Paris?")]
-NAMED = {"type": "function", "function": {"name": "get_weather"}}
 PERSON = "Maria Lopez is 34 years old. Give her name and age as JSON."
-
-
-def _valid_call(call, schema) -> dict:
-    from hearth.structured import compile
-
-    assert call.id and call.name
-    return compile(schema).parse(call.arguments)
 
 
 def test_a_json_schema_is_sent_as_tool_mode_and_the_input_is_the_answer(server):
@@ -294,7 +265,7 @@ def test_openai_shaped_tools_map_onto_anthropics_and_calls_come_back(server):
     result = model.chat(ASK, tools=TOOLS, tool_choice=NAMED, max_tokens=40, temperature=0)
     (call,) = result.tool_calls
     assert call.name == "get_weather" and call.id.startswith("toolu_")
-    assert _valid_call(call, WEATHER)["city"]
+    assert valid_call(call, WEATHER)["city"]
     assert result.finish_reason == "tool_calls"
     sent = server.posts()[-1].body
     assert sent["tools"] == [
@@ -308,7 +279,7 @@ def test_openai_shaped_tools_map_onto_anthropics_and_calls_come_back(server):
     assert sent["tool_choice"] == {"type": "tool", "name": "get_weather"}
     picked = model.chat(ASK, tools=TOOLS, tool_choice="required", max_tokens=40, temperature=0)
     (call,) = picked.tool_calls
-    _valid_call(call, {"get_weather": WEATHER, "get_time": CLOCK}[call.name])
+    valid_call(call, {"get_weather": WEATHER, "get_time": CLOCK}[call.name])
     assert server.posts()[-1].body["tool_choice"] == {"type": "any"}
     model.chat(ASK, tools=TOOLS, tool_choice="auto", max_tokens=2)
     assert server.posts()[-1].body["tool_choice"] == {"type": "auto"}
@@ -321,12 +292,12 @@ def test_streamed_tool_use_blocks_gather_their_input_json_deltas(server):
     )
     assert deltas == [] and end.finish_reason == "tool_calls"
     (call,) = end.tool_calls
-    assert call.name == "get_weather" and _valid_call(call, WEATHER)["city"]
+    assert call.name == "get_weather" and valid_call(call, WEATHER)["city"]
     *_, picked = model.stream_events(
         ASK, tools=TOOLS, tool_choice="required", max_tokens=40, temperature=0
     )
     (call,) = picked.tool_calls
-    _valid_call(call, {"get_weather": WEATHER, "get_time": CLOCK}[call.name])
+    valid_call(call, {"get_weather": WEATHER, "get_time": CLOCK}[call.name])
 
 
 def test_calls_and_results_go_back_as_tool_use_and_tool_result_blocks(server):

@@ -16,7 +16,7 @@ from hearth.llm.remote import estimate_prompt_tokens, estimate_text_tokens
 from hearth.llm.retry import RetryPolicy
 from hearth.types import ChatModel, Message, StreamEnd
 from tests.llm.openai_wire import OpenAIWireServer, rate_limited, server_error
-from tests.llm.wire_support import Fault
+from tests.llm.wire_support import CLOCK, NAMED, TOOLS, WEATHER, Fault, valid_call
 
 QUESTION = [
     Message("system", "You are a concise assistant."),
@@ -291,48 +291,7 @@ def test_json_schemas_are_forwarded_as_response_format(server):
 
 # -- tools and vLLM's guided decoding -------------------------------------------------------
 
-WEATHER = {
-    "type": "object",
-    "properties": {
-        "city": {"type": "string", "maxLength": 30},
-        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-    },
-    "required": ["city"],
-    "additionalProperties": False,
-}
-CLOCK = {
-    "type": "object",
-    "properties": {"city": {"type": "string", "maxLength": 30}},
-    "required": ["city"],
-    "additionalProperties": False,
-}
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Current weather in a city",
-            "parameters": WEATHER,
-        },
-    },
-    {
-        "type": "function",
-        "function": {
-            "name": "get_time",
-            "description": "Local time in a city",
-            "parameters": CLOCK,
-        },
-    },
-]
 ASK = [Message("user", "What is the weather in Paris?")]
-NAMED = {"type": "function", "function": {"name": "get_weather"}}
-
-
-def _valid_call(call, schema) -> dict:
-    from hearth.structured import compile
-
-    assert call.id and call.name
-    return compile(schema).parse(call.arguments)  # StructuredOutputError if it does not fit
 
 
 def test_tools_travel_natively_and_the_servers_calls_come_back(server):
@@ -340,7 +299,7 @@ def test_tools_travel_natively_and_the_servers_calls_come_back(server):
     assert model.supports_tools
     result = model.chat(ASK, tools=TOOLS, tool_choice=NAMED, max_tokens=40, temperature=0)
     (call,) = result.tool_calls
-    assert call.name == "get_weather" and _valid_call(call, WEATHER)["city"]
+    assert call.name == "get_weather" and valid_call(call, WEATHER)["city"]
     # the server ended a named call with "stop", as OpenAI and vLLM do: the calls decide
     assert result.finish_reason == "tool_calls" and result.text == ""
     sent = server.posts()[0].body
@@ -357,12 +316,12 @@ def test_streamed_tool_call_deltas_are_gathered_into_the_end(server):
     assert "".join(deltas) == "" and end.finish_reason == "tool_calls"
     (call,) = end.tool_calls
     assert call.name == "get_weather" and call.id.startswith("call_")
-    _valid_call(call, WEATHER)
+    valid_call(call, WEATHER)
     *_, picked = model.stream_events(
         ASK, tools=TOOLS, tool_choice="required", max_tokens=40, temperature=0
     )
     (call,) = picked.tool_calls  # "required": the server names the tool once it is written
-    _valid_call(call, {"get_weather": WEATHER, "get_time": CLOCK}[call.name])
+    valid_call(call, {"get_weather": WEATHER, "get_time": CLOCK}[call.name])
     assert picked.finish_reason == "tool_calls"
     assert server.posts()[-1].body["tool_choice"] == "required"
 

@@ -230,3 +230,50 @@ def text_of_call(name: str, arguments: Any) -> str:
     """An earlier call, as the conversation text the model reads."""
     args = arguments if isinstance(arguments, str) else json.dumps(arguments)
     return f'<tool_call>{{"name": {json.dumps(name)}, "arguments": {args}}}</tool_call>'
+
+
+# -- the tool definitions the remote-backend tests share -----------------------------------
+
+WEATHER = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string", "maxLength": 30},
+        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+    },
+    "required": ["city"],
+    "additionalProperties": False,
+}
+CLOCK = {
+    "type": "object",
+    "properties": {"city": {"type": "string", "maxLength": 30}},
+    "required": ["city"],
+    "additionalProperties": False,
+}
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Current weather in a city",
+            "parameters": WEATHER,
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "get_time",
+            "description": "Local time in a city",
+            "parameters": CLOCK,
+        },
+    },
+]
+NAMED = {"type": "function", "function": {"name": "get_weather"}}
+
+
+def valid_call(call, schema) -> dict:
+    """A call's arguments, parsed and checked against `schema` (StructuredOutputError if they
+    do not fit)."""
+    from hearth.structured import compile
+
+    assert call.id and call.name
+    return compile(schema).parse(call.arguments)

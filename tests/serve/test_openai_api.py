@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from hearth.serve import schemas as s
+from tests.schemas import PERSON
 
 CHAT_MODEL = "local:smollm2"
 INSTRUCT_MODEL = "local:qwen2.5-coder-0.5b"  # the instruct_model setting's default
@@ -217,15 +218,6 @@ def test_the_instruction_model_answers_over_the_api(client):
     assert reply.model == INSTRUCT_MODEL and "5" in reply.choices[0].message.content
 
 
-PERSON = {
-    "type": "object",
-    "properties": {
-        "name": {"type": "string", "maxLength": 40},
-        "age": {"type": "integer", "minimum": 0, "maximum": 150},
-    },
-    "required": ["name", "age"],
-    "additionalProperties": False,
-}
 EXTRACT = [
     {"role": "user", "content": "Extract name and age as JSON: Maria Lopez is 34 years old."}
 ]

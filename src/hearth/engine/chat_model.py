@@ -66,11 +66,9 @@ class ChatParams:
 
     def __post_init__(self) -> None:
         if self.constraint is not None:
-            from hearth.structured import Constraint
-            from hearth.structured import compile as compile_constraint
+            from hearth.structured import as_constraint
 
-            if not isinstance(self.constraint, Constraint):
-                object.__setattr__(self, "constraint", compile_constraint(self.constraint))
+            object.__setattr__(self, "constraint", as_constraint(self.constraint))
         if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
             raise ValueError(f"max_tokens must be an integer >= 1, got {self.max_tokens!r}")
         if not 0.0 <= self.temperature <= 2.0:

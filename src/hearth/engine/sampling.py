@@ -49,11 +49,9 @@ class SamplingParams:
 
     def __post_init__(self) -> None:
         if self.constraint is not None:
-            from hearth.structured import Constraint
-            from hearth.structured import compile as compile_constraint
+            from hearth.structured import as_constraint
 
-            if not isinstance(self.constraint, Constraint):
-                object.__setattr__(self, "constraint", compile_constraint(self.constraint))
+            object.__setattr__(self, "constraint", as_constraint(self.constraint))
         if isinstance(self.stop, str):
             object.__setattr__(self, "stop", (self.stop,))
         else:

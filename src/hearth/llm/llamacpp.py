@@ -27,8 +27,7 @@ from hearth.llm.tool_calls import (
     template_supports_tools,
     tool_messages,
 )
-from hearth.structured import Constraint
-from hearth.structured import compile as compile_constraint
+from hearth.structured import Constraint, as_constraint
 from hearth.types import ChatResult, Message, StreamEnd, Usage, generation_kwargs, text_deltas
 
 GGUF_MAGIC = b"GGUF"
@@ -100,8 +99,7 @@ class GenerationParams:
     constraint: Any = None
 
     def __post_init__(self) -> None:
-        if self.constraint is not None and not isinstance(self.constraint, Constraint):
-            object.__setattr__(self, "constraint", compile_constraint(self.constraint))
+        object.__setattr__(self, "constraint", as_constraint(self.constraint))
         if self.max_tokens < 1:
             raise ValueError(f"max_tokens must be at least 1, got {self.max_tokens}")
         if not 0.0 <= self.temperature <= 2.0:

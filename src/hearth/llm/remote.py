@@ -19,8 +19,7 @@ from hearth.errors import BackendError, RemoteModelNotFoundError
 from hearth.llm.presets import PLACEHOLDER_KEY, Endpoint
 from hearth.llm.retry import Failure, GaveUp, RetryPolicy, call_with_retries
 from hearth.llm.tool_calls import tool_request
-from hearth.structured import Constraint
-from hearth.structured import compile as compile_constraint
+from hearth.structured import as_constraint
 from hearth.types import Message, StreamEnd, Usage, generation_kwargs, text_deltas
 
 log = logging.getLogger(__name__)
@@ -49,8 +48,7 @@ class RemoteParams:
     tool_choice: Any = None
 
     def __post_init__(self) -> None:
-        if self.constraint is not None and not isinstance(self.constraint, Constraint):
-            object.__setattr__(self, "constraint", compile_constraint(self.constraint))
+        object.__setattr__(self, "constraint", as_constraint(self.constraint))
         if self.tools or self.tool_choice not in (None, "auto", "none"):
             # checked even under "none": the definitions still travel (earlier calls refer to them)
             choice = None if self.tool_choice == "none" else self.tool_choice

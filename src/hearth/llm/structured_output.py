@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from hearth.errors import StructuredOutputError
-from hearth.structured import Constraint, compile
+from hearth.structured import Constraint, as_constraint
 from hearth.types import ChatModel, Message
 
 RETRIES = 2
@@ -44,7 +44,7 @@ def generate(
     params = {"temperature": 0.0, **params}
     if schema is None:
         return model.chat(messages, **params).text
-    constraint = schema if isinstance(schema, Constraint) else compile(schema)
+    constraint = as_constraint(schema)
     native = getattr(model, "masks_tokens", False) or (
         constraint.kind == "json" and getattr(model, "supports_json_schema", False)
     )

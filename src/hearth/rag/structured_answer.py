@@ -20,7 +20,7 @@ from hearth.rag.citations import Citation, citation_for
 from hearth.rag.prompt import fit_prompt
 from hearth.rag.sentences import Span
 from hearth.rag.support import Evidence, content_words, embed_all
-from hearth.structured import Constraint, compile
+from hearth.structured import as_constraint
 from hearth.types import Filters, Message, ScoredChunk
 
 INSTRUCTION = (
@@ -95,7 +95,7 @@ def answer_with_schema(
     citations per value. StructuredOutputError when the model gives no valid object."""
     if not question.strip():
         raise ValueError("the question is empty")
-    constraint = schema if isinstance(schema, Constraint) else compile(schema)
+    constraint = as_constraint(schema)
     if constraint.kind != "json":
         raise ConstraintError(
             f"a structured answer takes a JSON Schema or a pydantic model, not a {constraint.kind}"

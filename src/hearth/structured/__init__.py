@@ -10,10 +10,20 @@ from hearth.structured.constraint import (
     Constraint,
     Grammar,
     Matcher,
+    as_constraint,
     compile,
     gbnf,
     lark,
     validation_error,
 )
 
-__all__ = ["Constraint", "Grammar", "Matcher", "compile", "gbnf", "lark", "validation_error"]
+__all__ = [
+    "Constraint",
+    "Grammar",
+    "Matcher",
+    "as_constraint",
+    "compile",
+    "gbnf",
+    "lark",
+    "validation_error",
+]

@@ -233,6 +233,14 @@ def compile(source: Any, *, assert_formats: bool = False) -> Constraint:  # noqa
     return built
 
 
+def as_constraint(source: Any) -> Constraint | None:
+    """`source` compiled, unless it is a Constraint already (or None): what the generation
+    parameters of every backend do with their `constraint`."""
+    if source is None or isinstance(source, Constraint):
+        return source
+    return compile(source)
+
+
 def _key(source: Any, assert_formats: bool) -> Any:
     if isinstance(source, dict | bool):
         return ("json", json.dumps(source, sort_keys=True), assert_formats)

@@ -59,6 +59,27 @@ class Settings(BaseSettings):
     )
     top_k: int = Field(5, ge=1, le=100)
     retriever: Literal["hybrid", "bm25", "dense"] = "hybrid"
+    strategy: str = Field(
+        "standard",
+        description="query strategy before retrieval: standard (no model call), multi-query, "
+        "hyde, rag-fusion, step-back, decompose, or auto (a router picks; docs/retrieval.md)",
+    )
+    rerank: str = Field(
+        "none", description="reranking after fusion: none, late-interaction, llm-pointwise, "
+        "llm-listwise (docs/retrieval.md)"
+    )
+    mmr: float | None = Field(
+        None, ge=0.0, le=1.0,
+        description="MMR diversity: lambda in [0, 1] (1 = relevance only); unset = off",
+    )
+    compress: bool = Field(
+        False, description="keep only the sentences of each passage that bear on the question"
+    )
+    store: str | None = Field(
+        None,
+        description="where chunks and vectors live: unset = the SQLite file in the index folder; "
+        "postgresql://user:pass@host/db (pgvector) to share one store between machines",
+    )
     max_file_mb: float = Field(256, gt=0, description="larger files are skipped and reported")
     min_relevance: float = Field(
         0.25, description="best dense cosine below this means 'nothing relevant found'"

@@ -65,11 +65,14 @@ class Settings(BaseSettings):
         "hyde, rag-fusion, step-back, decompose, or auto (a router picks; docs/retrieval.md)",
     )
     rerank: str = Field(
-        "none", description="reranking after fusion: none, late-interaction, llm-pointwise, "
-        "llm-listwise (docs/retrieval.md)"
+        "none",
+        description="reranking after fusion: none, late-interaction, llm-pointwise, "
+        "llm-listwise (docs/retrieval.md)",
     )
     mmr: float | None = Field(
-        None, ge=0.0, le=1.0,
+        None,
+        ge=0.0,
+        le=1.0,
         description="MMR diversity: lambda in [0, 1] (1 = relevance only); unset = off",
     )
     compress: bool = Field(

@@ -11,17 +11,32 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from hearth.cli.index_cmds import copies_line, make_filters, print_json
+from hearth.cli.index_cmds import (
+    COMPRESS_HELP,
+    MMR_HELP,
+    RERANK_HELP,
+    STRATEGY_HELP,
+    copies_line,
+    make_filters,
+    print_json,
+)
 
 console = Console(highlight=False)
 
 
-def _answerer(app, model: str | None, max_tokens: int | None, temperature: float | None, retriever):
+def _answerer(
+    app,
+    model: str | None,
+    max_tokens: int | None,
+    temperature: float | None,
+    retriever,
+    **stages: Any,
+):
     from hearth.rag.answer import Answerer
 
     s = app.settings()
     return Answerer(
-        app.retriever(retriever),
+        app.retriever(retriever, **stages),
         app.chat_model(model),
         app.embedder(),
         max_tokens=max_tokens or s.max_tokens,
@@ -133,6 +148,10 @@ def ask(
     ),
     model: str | None = typer.Option(None, "--model", help=MODEL_HELP),
     retriever: str | None = typer.Option(None, "--retriever", help="hybrid, bm25 or dense."),
+    strategy: str | None = typer.Option(None, "--strategy", help=STRATEGY_HELP),
+    rerank: str | None = typer.Option(None, "--rerank", help=RERANK_HELP),
+    mmr: float | None = typer.Option(None, "--mmr", min=0.0, max=1.0, help=MMR_HELP),
+    compress: bool | None = typer.Option(None, "--compress/--no-compress", help=COMPRESS_HELP),
     source: str | None = typer.Option(None, "--source", help="Only sources matching this glob."),
     types: list[str] | None = typer.Option(None, "--type", help="Only these file types."),
     max_tokens: int | None = typer.Option(None, "--max-tokens", min=1),
@@ -152,7 +171,17 @@ def ask(
     prefer_passive_openmp()  # before torch / llama.cpp load
     app = ctx.obj
     app.store(create=False)
-    answerer = _answerer(app, model, max_tokens, temperature, retriever)
+    answerer = _answerer(
+        app,
+        model,
+        max_tokens,
+        temperature,
+        retriever,
+        strategy=strategy,
+        rerank=rerank,
+        mmr=mmr,
+        compress=compress,
+    )
     k = k or app.settings().top_k
     filters = make_filters(source, types)
     if schema_file is not None:

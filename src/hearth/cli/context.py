@@ -59,10 +59,33 @@ class AppContext:
             self.store().check_embedder(self._embedder.name, self._embedder.dim)
         return self._embedder
 
-    def retriever(self, kind: str | None = None):
-        from hearth.rag.retrievers import make_retriever
+    def retriever(
+        self,
+        kind: str | None = None,
+        *,
+        strategy: str | None = None,
+        rerank: str | None = None,
+        mmr: float | None = None,
+        compress: bool | None = None,
+    ):
+        """The retrieval pipeline the flags and settings name. `kind` may be a retriever
+        ("hybrid", "bm25", "dense") or a strategy ("multi-query", "hyde", ...), so lists like
+        `hearth eval --strategies bm25,hyde` mix both."""
+        from hearth.rag.pipeline import STRATEGY_NAMES, build_pipeline
 
-        return make_retriever(kind or self.settings().retriever, self.store(), self.embedder())
+        s = self.settings()
+        if kind in STRATEGY_NAMES and strategy is None:
+            kind, strategy = None, kind
+        return build_pipeline(
+            self.store(),
+            self.embedder(),
+            retriever=kind or s.retriever,
+            strategy=strategy or s.strategy,
+            rerank=rerank or s.rerank,
+            mmr=s.mmr if mmr is None else mmr,
+            compress=s.compress if compress is None else compress,
+            model=lambda: self.chat_model(s.instruct_model),
+        )
 
     def chat_model(self, spec: str | None = None):
         from hearth import llm

@@ -112,11 +112,37 @@ def _read_queries(path: Path) -> list[tuple[str, str]]:
     return queries
 
 
+STRATEGY_HELP = (
+    "standard (default, no model call), multi-query, hyde, rag-fusion, step-back, decompose, "
+    "or auto (routed). Strategies other than standard call the instruction model."
+)
+RERANK_HELP = "none (default), late-interaction, llm-pointwise or llm-listwise."
+MMR_HELP = "Diversify with maximal marginal relevance: lambda, 1 = relevance only."
+COMPRESS_HELP = "Keep only the sentences of each passage that bear on the query."
+
+
+def retrieval_json(pipeline: str, found) -> dict:
+    """`hearth search --json`: the hits, the pipeline that found them and what each of its
+    stages generated (paraphrases, a hypothetical answer, a route...)."""
+    from hearth.rag.retrievers import hit_to_json
+
+    return {
+        "hits": [hit_to_json(h) for h in found.hits],
+        "pipeline": pipeline,
+        "stages": found.generated,
+        "timings": {name: round(t, 4) for name, t in found.timings.items()},
+    }
+
+
 def search(
     ctx: typer.Context,
     query: str | None = typer.Argument(None, help="What to look for."),
     k: int = typer.Option(None, "-k", "--top-k", help="How many passages.", min=1, max=100),
     retriever: str = typer.Option(None, "--retriever", help="hybrid (default), bm25 or dense."),
+    strategy: str | None = typer.Option(None, "--strategy", help=STRATEGY_HELP),
+    rerank: str | None = typer.Option(None, "--rerank", help=RERANK_HELP),
+    mmr: float | None = typer.Option(None, "--mmr", min=0.0, max=1.0, help=MMR_HELP),
+    compress: bool | None = typer.Option(None, "--compress/--no-compress", help=COMPRESS_HELP),
     source: str | None = typer.Option(None, "--source", help="Only sources matching this glob."),
     types: list[str] | None = typer.Option(
         None, "--type", help="Only these file types (md, pdf...)."
@@ -129,8 +155,6 @@ def search(
     ),
 ) -> None:
     """Find the passages that best match a query."""
-    from hearth.rag.retrievers import hit_to_json
-
     app = _ctx(ctx)
     s = app.settings()
     if retriever is not None and retriever not in RETRIEVERS:
@@ -140,16 +164,19 @@ def search(
     k = k or s.top_k
     filters = make_filters(source, types)
     app.store(create=False)
-    ret = app.retriever(retriever)
+    ret = app.retriever(retriever, strategy=strategy, rerank=rerank, mmr=mmr, compress=compress)
     if queries is not None:
         for qid, text in _read_queries(queries):
-            hits = ret.retrieve(text, k=k, filters=filters)
-            print_json({"id": qid, "query": text, "hits": [hit_to_json(h) for h in hits]})
+            found = ret.run(text, k=k, filters=filters)
+            print_json({"id": qid, "query": text, **retrieval_json(ret.name, found)})
         return
-    hits = ret.retrieve(query, k=k, filters=filters)
+    found = ret.run(query, k=k, filters=filters)
+    hits = found.hits
     if as_json:
-        print_json({"hits": [hit_to_json(h) for h in hits]})
+        print_json(retrieval_json(ret.name, found))
         return
+    for stage, info in found.generated.items():
+        console.print(f"[dim]{escape(stage)}: {escape(json.dumps(info, ensure_ascii=False))}[/]")
     if not hits:
         console.print("no matching passages")
         return

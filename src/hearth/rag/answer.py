@@ -40,15 +40,19 @@ class Answer:
     generated: str = ""  # the model's raw output (markers as the model wrote them)
     finish_reason: str | None = None  # "stop" | "length" from the model; None without a call
     relevance: float = 0.0  # best dense cosine between the question and the retrieved chunks
+    stages: dict[str, Any] = field(default_factory=dict)  # what retrieval stages generated
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "answer": self.text,
             "citations": [c.to_json() for c in self.citations],
             "model": self.model,
             "dropped_passages": self.dropped_passages,
             "found": self.found,
         }
+        if self.stages:  # only a pipeline with model stages (--strategy, --rerank) has any
+            out["stages"] = self.stages
+        return out
 
 
 class Answerer:
@@ -105,15 +109,18 @@ class Answerer:
         """
         if not question.strip():
             raise ValueError("the question is empty")
-        hits = self.retriever.retrieve(question, k=k, filters=filters)
+        hits, stages = self.retrieve(question, k, filters)
         relevance = self._relevance(question, hits)
         model_name = self._model_name(extractive)
         if not hits or relevance < self.min_relevance:
             yield NOT_FOUND_TEXT
-            yield Answer(NOT_FOUND_TEXT, model=model_name, found=False, relevance=relevance)
+            yield Answer(
+                NOT_FOUND_TEXT, model=model_name, found=False, relevance=relevance, stages=stages
+            )
             return
         if extractive:
             answer = self._extractive(question, hits, model_name, relevance)
+            answer.stages = stages
             yield answer.text
             yield answer
             return
@@ -137,7 +144,7 @@ class Answerer:
             if close := getattr(deltas, "close", None):
                 close()  # stops generation when we leave early
         generated = generated.strip()
-        yield self.verify(
+        answer = self.verify(
             question,
             generated,
             prompt.passages,
@@ -145,6 +152,18 @@ class Answerer:
             relevance,
             finish="stop" if cut_loop else None,  # we stopped it, at a sentence's end
         )
+        answer.stages = stages
+        yield answer
+
+    def retrieve(
+        self, question: str, k: int = 5, filters: Filters | None = None
+    ) -> tuple[list[ScoredChunk], dict[str, Any]]:
+        """The hits for `question` and what the retrieval stages generated (a pipeline's
+        `run` reports it; a plain retriever has nothing to report)."""
+        if hasattr(self.retriever, "run"):
+            found = self.retriever.run(question, k=k, filters=filters)
+            return found.hits, found.generated
+        return self.retriever.retrieve(question, k=k, filters=filters), {}
 
     def verify(
         self,

@@ -242,7 +242,9 @@ async def search(body: s.SearchRequest, request: Request) -> JSONResponse:
     index = _index(request)
     k = body.k or index.settings.top_k
     filters = make_filters(body)
-    hits = await run_in_threadpool(
-        lambda: index.retriever(body.retriever).retrieve(body.query, k=k, filters=filters)
-    )
-    return JSONResponse({"hits": [hit_to_json(h, document_ids=True) for h in hits]})
+    pipeline = index.retriever(body.retriever, body.strategy, body.rerank)
+    found = await run_in_threadpool(lambda: pipeline.run(body.query, k=k, filters=filters))
+    out: dict[str, Any] = {"hits": [hit_to_json(h, document_ids=True) for h in found.hits]}
+    if found.generated:
+        out["stages"] = found.generated
+    return JSONResponse(out)

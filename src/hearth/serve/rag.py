@@ -86,7 +86,7 @@ def rag_events(
     settings = index.settings
     recorder = UsageRecorder(model)
     answerer = Answerer(
-        index.retriever(options.retriever),
+        index.retriever(options.retriever, options.strategy, options.rerank),
         recorder,
         index.models.embedder(),
         max_tokens=max_tokens,

@@ -104,6 +104,10 @@ class SearchFilters(BaseModel):
 
 
 Retriever = Literal["hybrid", "bm25", "dense"]
+Strategy = Literal[
+    "standard", "multi-query", "hyde", "rag-fusion", "step-back", "decompose", "auto"
+]
+Rerank = Literal["none", "late-interaction", "llm-pointwise", "llm-listwise"]
 
 
 class RagOptions(BaseModel):
@@ -114,6 +118,8 @@ class RagOptions(BaseModel):
     k: int | None = Field(None, ge=1, le=50, description="passages to retrieve")
     extractive: bool = Field(False, description="quote the best supporting span, no paraphrase")
     retriever: Retriever | None = None
+    strategy: Strategy | None = Field(None, description="query strategy (docs/retrieval.md)")
+    rerank: Rerank | None = None
     filters: SearchFilters | None = None
 
 
@@ -183,6 +189,8 @@ class SearchRequest(BaseModel):
     query: str = Field(min_length=1, max_length=10_000)
     k: int | None = Field(None, ge=1, le=100)
     retriever: Retriever | None = None
+    strategy: Strategy | None = Field(None, description="query strategy (docs/retrieval.md)")
+    rerank: Rerank | None = None
     filters: SearchFilters | None = None
 
 
@@ -414,6 +422,9 @@ class SearchHit(BaseModel):
 
 class SearchResult(BaseModel):
     hits: list[SearchHit]
+    stages: dict[str, Any] | None = Field(
+        None, description="what the strategy's and reranker's model calls generated, per stage"
+    )
 
 
 class Health(BaseModel):

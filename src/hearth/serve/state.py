@@ -32,17 +32,36 @@ class ServedIndex:
         self.store = SQLiteStore(settings.db_path)
         self.store.check_embedder(models.embedder_id, models.embedder_dim)
         self.ingest_lock = threading.Lock()
-        self._retrievers: dict[str, Any] = {}
+        self._retrievers: dict[tuple[str, str, str], Any] = {}
         self._retrievers_lock = threading.Lock()
 
-    def retriever(self, kind: str | None = None) -> Any:
-        from hearth.rag.retrievers import make_retriever
+    def retriever(
+        self, kind: str | None = None, strategy: str | None = None, rerank: str | None = None
+    ) -> Any:
+        """The retrieval pipeline for these names (settings fill the gaps), built once. Stages
+        that call a model use the instruction model when it is served, else the default."""
+        from hearth.rag.pipeline import build_pipeline
 
-        kind = kind or self.settings.retriever
+        s = self.settings
+        key = (kind or s.retriever, strategy or s.strategy, rerank or s.rerank)
         with self._retrievers_lock:
-            if kind not in self._retrievers:
-                self._retrievers[kind] = make_retriever(kind, self.store, self.models.embedder())
-            return self._retrievers[kind]
+            if key not in self._retrievers:
+                self._retrievers[key] = build_pipeline(
+                    self.store,
+                    self.models.embedder(),
+                    retriever=key[0],
+                    strategy=key[1],
+                    rerank=key[2],
+                    mmr=s.mmr,
+                    compress=s.compress,
+                    model=self._stage_model,
+                )
+            return self._retrievers[key]
+
+    def _stage_model(self) -> Any:
+        specs = self.models.chat_specs()
+        wanted = self.settings.instruct_model
+        return self.models.chat(wanted if wanted in specs else specs[0])
 
     def indexer(self) -> Any:
         from hearth.index.indexer import Indexer

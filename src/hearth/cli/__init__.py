@@ -11,6 +11,7 @@ import typer
 
 from hearth.cli import (
     ask_cmds,
+    eval_cmds,
     generate_cmds,
     index_cmds,
     models_cmds,
@@ -37,8 +38,15 @@ def _root(
     embedder: str | None = typer.Option(
         None, "--embedder", help="Embedding model name or local folder (or HEARTH_EMBEDDER)."
     ),
+    store: str | None = typer.Option(
+        None,
+        "--store",
+        help="Where chunks and vectors live: the index folder's SQLite file (default) or "
+        "postgresql://user:pass@host/db with pgvector (or HEARTH_STORE).",
+        metavar="URL",
+    ),
 ) -> None:
-    ctx.obj = AppContext(index=index, embedder_name=embedder)
+    ctx.obj = AppContext(index=index, embedder_name=embedder, store_url=store)
 
 
 index_cmds.register(app)
@@ -47,6 +55,7 @@ generate_cmds.register(app)
 serve_cmds.register(app)
 models_cmds.register(app)
 structured_cmds.register(app)
+eval_cmds.register(app)
 
 
 def main() -> None:

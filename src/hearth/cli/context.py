@@ -25,27 +25,32 @@ err_console = Console(stderr=True)
 class AppContext:
     index: Path | None = None
     embedder_name: str | None = None
+    store_url: str | None = None
     _settings: Settings | None = None
     _store: Any = None
     _embedder: Any = None
 
     def settings(self) -> Settings:
         if self._settings is None:
-            self._settings = load_settings(index=self.index, embedder=self.embedder_name)
+            self._settings = load_settings(
+                index=self.index, embedder=self.embedder_name, store=self.store_url
+            )
         return self._settings
 
     def store(self, create: bool = True):
-        from hearth.index.store import SQLiteStore
+        from hearth.index.stores import is_postgres_url, open_store
 
         if self._store is None:
-            path = self.settings().db_path
-            if not create and not path.exists():
-                raise HearthError(
-                    f"no index at {path.parent}: run `hearth ingest PATH` first "
-                    "(or point at another index with --index DIR / HEARTH_INDEX)"
-                )
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._store = SQLiteStore(path)
+            s = self.settings()
+            path = s.db_path
+            if not is_postgres_url(s.store):
+                if not create and not path.exists():
+                    raise HearthError(
+                        f"no index at {path.parent}: run `hearth ingest PATH` first "
+                        "(or point at another index with --index DIR / HEARTH_INDEX)"
+                    )
+                path.parent.mkdir(parents=True, exist_ok=True)
+            self._store = open_store(s.store, path)
         return self._store
 
     def embedder(self):

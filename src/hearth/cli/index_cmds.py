@@ -243,12 +243,19 @@ def status(
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in s.model_dump().items()}
     if config["context_size"] is None:  # show what the model will really get
         config["context_size"] = _effective_context(s.model)
+    from hearth.index.stores import is_postgres_url
+
     stats: dict[str, Any] = {}
-    if s.db_path.exists():
+    in_postgres = is_postgres_url(s.store)
+    if in_postgres:
+        from hearth.index.pg_store import redact_url
+
+        config["store"] = redact_url(s.store)  # never print the password
+    if in_postgres or s.db_path.exists():
         stats = app.store().stats()
     result = {
         "index": str(s.index.resolve()),
-        "exists": s.db_path.exists(),
+        "exists": in_postgres or s.db_path.exists(),
         "config": config,
         "model_file": _model_file(s.model),
         **stats,

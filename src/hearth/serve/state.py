@@ -23,13 +23,13 @@ class ServedIndex:
     """The index behind hearth-rag and the /v1 document routes."""
 
     def __init__(self, settings: Settings, models: ServedModels) -> None:
-        from hearth.index.store import SQLiteStore
+        from hearth.index.stores import open_store
 
         self.settings = settings
         self.models = models
         self.root = Path(settings.index)
         self.uploads = self.root / "uploads"
-        self.store = SQLiteStore(settings.db_path)
+        self.store = open_store(settings.store, settings.db_path)
         self.store.check_embedder(models.embedder_id, models.embedder_dim)
         self.ingest_lock = threading.Lock()
         self._retrievers: dict[tuple[str, str, str], Any] = {}

@@ -96,32 +96,55 @@ class DenseRetriever:
 
 
 class HybridRetriever:
-    """Reciprocal-rank fusion: score(passage) = sum over retrievers of 1 / (rrf_k + rank), rank
-    starting at 1 in each retriever's list of `candidates` distinct passages (or k, if larger).
+    """Fuses the ranked lists of several retrievers, each asked for its best max(k, candidates)
+    distinct passages, by passage (two copies of a text found by different retrievers are one
+    passage and get both shares).
 
-    Each component contributes its top max(k, candidates) hits, 10 by default. Deep lists let
-    chunks that both retrievers rank mediocrely outvote the one chunk the better retriever put
-    first: on the stdlib benchmark (66 queries, top 10 kept, plain-text vectors) depth 10
-    scored hit@5 0.894 and MRR@10 0.764, depth 20 0.848 / 0.742, depth 50 0.864 / 0.760. With
-    contextual-header vectors (the default since) depth 10 gives 0.909 / 0.766, 20 0.909 /
-    0.778, 50 0.924 / 0.788: one or two queries of 66 either way, so the default stays 10.
-    Counting copies of a passage once (pydoc repeats inherited methods) then gave hybrid 0.939 /
-    0.782 against dense 0.939 / 0.727 and bm25 0.879 / 0.724 at depth 10.
+    fusion="rrf" (reciprocal-rank fusion): score = sum over lists of w / (rrf_k + rank), rank
+    starting at 1; a passage missing from a list gets nothing from it. fusion="zscore": each
+    list's scores are z-scored over that list (a passage missing from it gets the list's lowest
+    z-score) and summed with the weights: score = sum of w_i * z_i. Weights default to 1 each.
 
-    Each fused hit keeps every component's own score (e.g. "bm25", "dense") plus "rrf";
-    `score` is the rrf value. Ties keep the order of the best component rank, then chunk id.
+    The default hybrid (RETRIEVERS["hybrid"]) is z-score fusion of bm25 (0.4) and dense (0.6)
+    over 30 candidates each: tuned on the tune sets of benchmarks/bench_strategies.py (stdlib
+    main 66, docs-dev 34, handbook 54 questions), it scored nDCG@10 0.886 there against RRF
+    k=60 depth 10's 0.879, and 0.874 against 0.865 on the check sets (stdlib held-out 82,
+    fieldguide 57) it was not tuned on; bm25s 0.790, MiniLM dense 0.814 and RRF of the two
+    0.833 on those. Score values beat rank values because how far a passage stands above the
+    rest of its list says more than its place in it; the weights favour dense because MiniLM
+    alone beats BM25 alone on every set. Earlier RRF measurements: depth 10 gave hit@5 0.894 /
+    MRR@10 0.764 on the stdlib set, depth 50 0.864 / 0.760 (deep RRF lists let passages that
+    both rank mediocrely outvote the one the better retriever put first; z-scores do not).
+
+    Each fused hit keeps every component's own score (e.g. "bm25", "dense") plus "rrf" or
+    "hybrid", which is also `score`. Ties keep the order of the best component rank, then
+    chunk id.
     """
 
     name = "hybrid"
 
-    def __init__(self, retrievers: Sequence[Retriever], rrf_k: int = 60, candidates: int = 10):
+    def __init__(
+        self,
+        retrievers: Sequence[Retriever],
+        rrf_k: int = 60,
+        candidates: int = 10,
+        *,
+        fusion: str = "rrf",
+        weights: Sequence[float] | None = None,
+    ):
         if not retrievers:
             raise ValueError("HybridRetriever needs at least one retriever to fuse")
         if rrf_k < 0:
             raise ValueError(f"rrf_k must be >= 0, not {rrf_k}")
+        if fusion not in ("rrf", "zscore"):
+            raise ValueError(f"fusion must be 'rrf' or 'zscore', not {fusion!r}")
+        if weights is not None and len(weights) != len(retrievers):
+            raise ValueError(f"{len(weights)} weights for {len(retrievers)} retrievers")
         self.retrievers = list(retrievers)
         self.rrf_k = rrf_k
         self.candidates = candidates
+        self.fusion = fusion
+        self.weights = [1.0] * len(self.retrievers) if weights is None else list(weights)
 
     def depth(self, k: int) -> int:
         """How many hits each component retriever is asked for."""
@@ -131,28 +154,46 @@ class HybridRetriever:
         if not query.strip() or k <= 0:
             return []
         depth = self.depth(k)
-        # fused by passage, not chunk id: two copies of a text found by different retrievers
-        # are one passage and get both shares
+        lists = [r.retrieve(query, depth, filters) for r in self.retrievers]
+        label = "rrf" if self.fusion == "rrf" else "hybrid"
         fused: dict[str, ScoredChunk] = {}
         best_rank: dict[str, int] = {}
-        for retriever in self.retrievers:
-            for rank, hit in enumerate(retriever.retrieve(query, depth, filters), start=1):
+        for hits in lists:
+            for rank, hit in enumerate(hits, start=1):
                 key = passage_key(hit.chunk.text)
                 entry = fused.get(key)
                 if entry is None:
-                    entry = fused[key] = ScoredChunk(
-                        chunk=hit.chunk, score=0.0, scores={"rrf": 0.0}
-                    )
+                    entry = fused[key] = ScoredChunk(chunk=hit.chunk, score=0.0, scores={})
                     best_rank[key] = rank
                 _add_copies(entry, [hit.chunk, *hit.duplicates])
-                entry.scores.update({n: s for n, s in hit.scores.items() if n != "rrf"})
-                entry.scores["rrf"] += 1.0 / (self.rrf_k + rank)
-                entry.score = entry.scores["rrf"]
+                entry.scores.update({n: s for n, s in hit.scores.items() if n != label})
                 best_rank[key] = min(best_rank[key], rank)
+        totals = dict.fromkeys(fused, 0.0)
+        for weight, hits in zip(self.weights, lists, strict=True):
+            if self.fusion == "rrf":
+                for rank, hit in enumerate(hits, start=1):
+                    totals[passage_key(hit.chunk.text)] += weight / (self.rrf_k + rank)
+                continue
+            z = zscores([h.score for h in hits])
+            mine = {passage_key(h.chunk.text): float(v) for h, v in zip(hits, z, strict=True)}
+            floor = min(mine.values(), default=0.0)
+            for key in totals:
+                totals[key] += weight * mine.get(key, floor)
+        for key, entry in fused.items():
+            entry.score = entry.scores[label] = totals[key]
         ranked = sorted(
             fused.items(), key=lambda kv: (-kv[1].score, best_rank[kv[0]], kv[1].chunk.id)
         )
         return [hit for _, hit in ranked[:k]]
+
+
+def zscores(values: Sequence[float]) -> np.ndarray:
+    """(v - mean) / standard deviation (population); all zeros when the values do not vary."""
+    v = np.asarray(values, dtype=np.float64)
+    if len(v) == 0:
+        return v
+    sd = float(v.std())
+    return (v - v.mean()) / sd if sd > 0 else np.zeros_like(v)
 
 
 def _add_copies(entry: ScoredChunk, chunks: list[Chunk]) -> None:
@@ -187,7 +228,10 @@ RETRIEVERS: dict[str, Callable[[Any, Embedder], Retriever]] = {
     "bm25": lambda store, embedder: BM25Retriever(store),
     "dense": lambda store, embedder: DenseRetriever(store, embedder),
     "hybrid": lambda store, embedder: HybridRetriever(
-        [BM25Retriever(store), DenseRetriever(store, embedder)]
+        [BM25Retriever(store), DenseRetriever(store, embedder)],
+        candidates=30,
+        fusion="zscore",
+        weights=(0.4, 0.6),
     ),
 }
 

@@ -121,7 +121,9 @@ class FallbackJudge:
         return {
             "faithfulness": self.faithfulness(answer, contexts, evidence),
             "answer_relevancy": self.answer_relevancy(question, answer),
-            "context_precision": self.context_precision(question, contexts, ground_truth, evidence),
+            "context_precision": self.context_precision(
+                question, contexts, ground_truth, evidence, answer=answer
+            ),
             "context_recall": self.context_recall(answer, contexts, ground_truth, evidence),
         }
 
@@ -169,7 +171,12 @@ class FallbackJudge:
         contexts: list[str],
         ground_truth: str | None = None,
         evidence: Evidence | None = None,
+        *,
+        answer: str | None = None,
     ) -> MetricScore:
+        """Average precision of the contexts, a context being relevant when it supports some
+        ground-truth sentence; without a ground truth, when it is about the question or
+        supports a sentence of the answer (as Ragas's precision without reference does)."""
         if not contexts:
             return MetricScore(0.0, reason="no contexts")
         if evidence is None:
@@ -193,7 +200,16 @@ class FallbackJudge:
                 relevant.append(
                     combine(best, lexical_coverage(words, words_p)) >= QUESTION_RELEVANCE
                 )
-        reason = "" if reference else "no ground_truth: relevance to the question"
+            said = sentences_of(answer or "") if not is_noncommittal(answer or "") else []
+            if said:
+                (vectors,) = embed_all(self.embedder, [said])
+                support = np.max(
+                    [evidence.passage_support(s, v) for s, v in zip(said, vectors, strict=True)],
+                    axis=0,
+                )
+                pairs = zip(relevant, support, strict=True)
+                relevant = [r or float(x) >= self.threshold for r, x in pairs]
+        reason = "" if reference else "no ground_truth: relevance to the question or answer"
         return MetricScore(
             clamp(average_precision(relevant)), reason=reason, details={"relevant": relevant}
         )

@@ -25,6 +25,7 @@ under each strategy in the order given, then row 1, ...). Each output row is the
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ class PipelineResult:
     answer: str
     contexts: list[str]
     retrieved: list[tuple[int | None, str]] = field(default_factory=list)  # (chunk id, source)
+    stages: dict[str, Any] = field(default_factory=dict)  # what the strategy's stages generated
 
 
 class HearthPipeline:
@@ -64,16 +66,30 @@ class HearthPipeline:
         self.k = k
 
     def retrieve(self, question: str) -> list[ScoredChunk]:
-        return self.answerer.retriever.retrieve(question, k=self.k)
+        return self.answerer.retrieve(question, k=self.k)[0]
 
     def run(self, question: str, *, answer: bool = True) -> PipelineResult:
-        hits = self.retrieve(question)
+        # retrieved once: the answer is written from the very hits the retrieval metrics score
+        # (a strategy that calls a model would otherwise run, and maybe differ, twice)
+        hits, stages = self.answerer.retrieve(question, k=self.k)
         retrieved = [(h.chunk.id, h.chunk.source) for h in hits]
         if not answer:
-            return PipelineResult("", [h.chunk.text for h in hits], retrieved)
-        result = self.answerer.answer(question, k=self.k)
+            return PipelineResult("", [h.chunk.text for h in hits], retrieved, stages)
+        answerer = copy.copy(self.answerer)
+        answerer.retriever = _Known(hits)
+        result = answerer.answer(question, k=self.k)
         passages = result.passages or hits
-        return PipelineResult(result.text, [p.chunk.text for p in passages], retrieved)
+        return PipelineResult(result.text, [p.chunk.text for p in passages], retrieved, stages)
+
+
+class _Known:
+    """A retriever that returns hits already found."""
+
+    def __init__(self, hits: list[ScoredChunk]) -> None:
+        self.hits = hits
+
+    def retrieve(self, query: str, k: int = 5, filters: Any = None) -> list[ScoredChunk]:
+        return self.hits[:k]
 
 
 def _text(value: Any) -> str:
@@ -140,6 +156,8 @@ def evaluate_rows(
                         generated.append("contexts")
                     if gold:
                         result.update(retrieval_metrics(ran.retrieved, list(gold), k))
+                    if ran.stages:
+                        result["stages"] = ran.stages
             contexts = [_text(c) for c in (contexts or [])]
             answer = _text(answer)
             truth = row.get("ground_truth")

@@ -73,7 +73,11 @@ def test_llm_judge_scores_fall_on_corrupted_rows(qwen, embedder):
     recall = judge.context_recall(
         unrelated["answer"], unrelated["contexts"], unrelated["ground_truth"]
     )
+    precision = judge.context_precision(
+        unrelated["question"], unrelated["contexts"], unrelated["ground_truth"]
+    )
     assert scores["faithfulness"].value > faithfulness.value
     assert scores["context_recall"].value > recall.value
-    for s in [*scores.values(), faithfulness, recall]:
+    assert scores["context_precision"].value > precision.value
+    for s in [*scores.values(), faithfulness, recall, precision]:
         assert 0.0 <= s.value <= 1.0

@@ -60,26 +60,20 @@ ANSWER: {answer}"""
 PRECISION = """QUESTION: {question}
 REFERENCE ANSWER: {reference}
 
-For each numbered passage below, answer true if it is useful for arriving at the reference \
-answer to the question, false if it is not.
+For each numbered passage below, copy the sentence of THAT passage that helps arrive at the \
+reference answer to the question as "quote" ("" if there is none), then "supported": true if \
+the passage is useful for arriving at the reference answer, false if it is not.
 
 PASSAGES:
 {items}"""
+# a passage counts as useful only when the judge's quote is in it and shares this much of the
+# reference's (or the question's) content words: the 0.5B judge calls nearly every passage
+# useful, and off-topic passages then scored as well as the right ones
+QUOTE_OVERLAP = 0.25
 
 
 class JudgeFailure(Exception):
     """Every try of one judge call failed."""
-
-
-def _bools(n: int, key: str = "verdicts") -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {
-            key: {"type": "array", "items": {"type": "boolean"}, "minItems": n, "maxItems": n}
-        },
-        "required": [key],
-        "additionalProperties": False,
-    }
 
 
 def _quoted_verdicts(n: int) -> dict[str, Any]:
@@ -98,6 +92,14 @@ def _quoted_verdicts(n: int) -> dict[str, Any]:
         "required": ["verdicts"],
         "additionalProperties": False,
     }
+
+
+def useful_quote(quote: str, context: str, target: set[str]) -> bool:
+    """The judge's quote is in `context` and shares QUOTE_OVERLAP of the `target` words."""
+    words = content_words(quote)
+    if not words or lexical_coverage(words, content_words(context)) < 0.8:
+        return False
+    return not target or lexical_coverage(target, words) >= QUOTE_OVERLAP
 
 
 def grounded(claim: str, quote: str, contexts: list[str]) -> bool:
@@ -296,10 +298,14 @@ class LLMJudge:
             PRECISION.format(
                 question=_cut(question), reference=_cut(reference), items=_numbered(contexts)
             ),
-            _bools(len(contexts)),
+            _quoted_verdicts(len(contexts)),
             "context_precision",
         )
-        relevant = [bool(v) for v in got["verdicts"]]
+        target = content_words(ground_truth or "") or content_words(question)
+        relevant = [
+            bool(v["supported"]) and useful_quote(v["quote"], context, target)
+            for v, context in zip(got["verdicts"], contexts, strict=True)
+        ]
         return MetricScore(average_precision(relevant), "llm", reason, {"relevant": relevant})
 
     def context_recall(

@@ -64,16 +64,20 @@ class RetrievalPipeline:
         result.timings.setdefault("retrieve", time.perf_counter() - started)
         hits = result.hits
         if self.reranker is not None and hits:
-            hits = _timed(result, "rerank", lambda: self.reranker.rerank(query, hits, depth))
-            if info := getattr(self.reranker, "last_info", None):
-                result.generated["rerank"] = info
+            from hearth.rag.rerank import rerank_stage
+
+            stage = rerank_stage(self.reranker, query, hits, depth)
+            hits = stage.hits
+            result.timings.update(stage.timings)
+            if self.reranker.name != "late-interaction" or "error" in stage.generated["rerank"]:
+                result.generated.update(stage.generated)  # what a model decided, or an error
         if self.mmr_lambda is not None and len(hits) > 1:
-            from hearth.rag.mmr import mmr_rerank
+            from hearth.rag.mmr import diversify
 
             hits = _timed(
                 result,
                 "mmr",
-                lambda: mmr_rerank(query, hits, self.embedder, k=k, lambda_=self.mmr_lambda),
+                lambda: diversify(query, hits, self.embedder, k=k, lambda_=self.mmr_lambda),
             )
         hits = hits[:k]
         if self.compress and hits:

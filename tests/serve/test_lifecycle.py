@@ -212,3 +212,20 @@ def test_web_ui_and_openapi_are_served(hearth_server):
     assert ref.endswith("/ErrorResponse")
     assert "text/event-stream" in chat["responses"]["200"]["content"]
     assert "ChatCompletionChunk" in schema["components"]["schemas"]
+
+
+def test_two_workers_share_one_postgres_store(tmp_path, pg_url):
+    """HEARTH_STORE=postgresql://...: what one worker ingests, every worker finds."""
+    env = {"HEARTH_STORE": pg_url}
+    with start_hearth_server(tmp_path / "idx", "--workers", "2", "--no-warm-up", env=env) as server:
+        with server.http() as http:
+            for name in ("one.md", "two.md"):
+                text = f"# {name}\n\nThe {name[:-3]} workers share PostgreSQL.\n"
+                added = http.post("/v1/ingest", files=[("files", (name, text))])
+                assert added.status_code == 200 and added.json()["added"] == 1, added.text
+        for _ in range(8):
+            with server.http() as fresh:  # a new connection: maybe the other worker
+                sources = [d["source"] for d in fresh.get("/v1/documents").json()["data"]]
+                assert sorted(s.rsplit("/", 1)[-1] for s in sources) == ["one.md", "two.md"]
+                hits = fresh.post("/v1/search", json={"query": "two workers"}).json()["hits"]
+                assert hits[0]["source"].endswith("two.md")

@@ -199,6 +199,37 @@ def test_keyword_search_matches_the_same_chunks_as_sqlite(pg, lite):
     assert keys(top5)[0] == ("/data/docs/garden.md", 0)
 
 
+def test_keyword_ranking_is_fts5_bm25(pg, lite):
+    """BM25 statistics live in PostgreSQL (postings, chunk lengths): the same formula and
+    constants as FTS5's bm25(), so the top 5 and the scores match SQLite's."""
+    queries = [*QUERIES, "the bread dough", "quarter revenue costs", "model price", "sun"]
+    for query in queries:
+        ours, theirs = pg.search_bm25(query, 5), lite.search_bm25(query, 5)
+        assert keys(ours) == keys(theirs), query
+        for a, b in zip(ours, theirs, strict=True):
+            assert a.score == pytest.approx(b.score, rel=1e-9, abs=1e-12), query
+    for query in QUERIES[:3]:  # filtered: the same top 5 as well
+        f = Filters(source_glob="docs/*.md")
+        assert keys(pg.search_bm25(query, 5, f)) == keys(lite.search_bm25(query, 5, f))
+
+
+def test_keyword_search_folds_case_and_diacritics_like_fts5(pg_url, tmp_path):
+    texts = ["Un café crème à Zürich.", "CAFE au lait, naïve Zurich tourists.", "Plain tea."]
+    batch = []
+    for i, text in enumerate(texts):
+        doc, chunks = make_doc(f"/t/{i}.txt", "txt", text)
+        batch.append((doc, chunks, np.ones((1, 4), np.float32)))
+    with PostgresStore(pg_url) as pg, SQLiteStore(tmp_path / "l" / "index.sqlite3") as lite:
+        for store in (pg, lite):
+            store.check_embedder("test", 4)
+            store.replace_documents(batch)
+        for query in ["cafe", "Café", "zurich", "ZÜRICH naive", "creme", "tea"]:
+            ours, theirs = pg.search_bm25(query, 5), lite.search_bm25(query, 5)
+            assert keys(ours) == keys(theirs) and ours, query
+            for a, b in zip(ours, theirs, strict=True):
+                assert a.score == pytest.approx(b.score, rel=1e-9), query
+
+
 def test_keyword_search_ignores_query_syntax(pg):
     assert pg.search_bm25("the of and", 5) == []
     assert pg.search_bm25("", 5) == []
@@ -294,6 +325,23 @@ def test_reingest_replaces_and_delete_removes(pg, embedder):
     n = sum(len(make_doc(s, *v)[1]) for s, v in CORPUS.items() if s != "/data/docs/kitchen.md")
     assert pg.stats()["chunks"] == n
     assert pg._db.execute("SELECT count(*) FROM hearth_chunks").fetchone()[0] == n
+    # postings went with their chunks (same transaction, ON DELETE CASCADE)
+    orphans = pg._db.execute(
+        "SELECT count(*) FROM hearth_postings p LEFT JOIN hearth_chunks c ON c.id = p.chunk_id "
+        "WHERE c.id IS NULL OR c.document_id <> p.document_id"
+    ).fetchone()[0]
+    assert orphans == 0
+    assert (
+        pg._db.execute(
+            "SELECT count(*) FROM hearth_postings WHERE term IN ('sourdough', 'croissants')"
+        ).fetchone()[0]
+        == 0
+    )
+    lengths = pg._db.execute(
+        "SELECT bool_and(c.n_tokens = p.dl) FROM hearth_postings p "
+        "JOIN hearth_chunks c ON c.id = p.chunk_id"
+    ).fetchone()[0]
+    assert lengths
 
 
 def test_reads_match_sqlite(pg, lite):
@@ -326,6 +374,13 @@ def test_reads_match_sqlite(pg, lite):
     assert s["db_bytes"] > 0 and s["last_ingest_at"] is not None
     assert pg.embedder_info() == lite.embedder_info()
     assert pg.embed_input("title+headings") == "text"  # chunks exist already, as on SQLite
+
+
+def test_store_with_the_old_tsvector_layout_is_refused(pg_url):
+    with PostgresStore(pg_url) as store:
+        store._db.execute("UPDATE hearth_meta SET value = '1' WHERE key = 'pg_layout'")
+    with pytest.raises(HearthError, match="older Hearth.*new database"):
+        PostgresStore(pg_url)
 
 
 def test_nul_characters_are_stored(pg_url):

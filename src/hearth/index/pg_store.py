@@ -2,7 +2,8 @@
 
 Same interface and semantics as `SQLiteStore` (hearth.index.store), so several `hearth serve`
 workers or machines can share one index: vectors in a `vector(dim)` column with an HNSW index
-(cosine), keywords in a generated `tsvector` column with a GIN index, every write ONE
+(cosine), keywords in a BM25 postings table (term, chunk, tf) scored like SQLite's FTS5
+bm25() in one SQL query, every write ONE
 transaction serialised by an advisory lock, and a meta `generation` counter bumped on each write
 so every process notices changes with one tiny query. Needs psycopg 3 and the pgvector package
 (`pip install "psycopg[binary]" pgvector`) and the `vector` extension on the server.
@@ -15,6 +16,8 @@ import math
 import os
 import threading
 import time
+import unicodedata
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +28,7 @@ import numpy as np
 
 from hearth.errors import EmbedderMismatchError, HearthError
 from hearth.index.store import (
+    _WORD,
     ROLES,
     SCHEMA_VERSION,
     NotInIndexError,
@@ -40,6 +44,12 @@ INSTALL_CLIENT = 'pip install "psycopg[binary]" pgvector'
 # pg_advisory_xact_lock key taken by every write: writers queue like SQLite's BEGIN IMMEDIATE
 _WRITE_LOCK = 0x4865617274  # "Heart"
 _HNSW_MAX_EF = 1000  # pgvector's upper bound for hnsw.ef_search
+# Layout of the PostgreSQL tables (meta key pg_layout): 2 = BM25 postings (1 had a tsvector)
+_PG_LAYOUT = 2
+# FTS5's bm25() constants; idf = ln((N - df + 0.5) / (df + 0.5)), floored at 1e-6 as FTS5 does
+_BM25_K1 = 1.2
+_BM25_B = 0.75
+_MAX_TERM_CHARS = 255  # longer words are cut (a btree entry must stay under ~2.7 kB)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS hearth_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -52,7 +62,8 @@ CREATE TABLE IF NOT EXISTS hearth_documents (
     text TEXT NOT NULL,
     metadata TEXT NOT NULL,
     size BIGINT NOT NULL,
-    ingested_at DOUBLE PRECISION NOT NULL
+    ingested_at DOUBLE PRECISION NOT NULL,
+    n_tokens BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS hearth_chunks (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -65,10 +76,18 @@ CREATE TABLE IF NOT EXISTS hearth_chunks (
     page INTEGER,
     metadata TEXT NOT NULL,
     embedding vector NOT NULL,
-    tsv tsvector GENERATED ALWAYS AS (to_tsvector('simple'::regconfig, text)) STORED,
+    n_tokens INTEGER NOT NULL,
     UNIQUE (document_id, ordinal)
 );
-CREATE INDEX IF NOT EXISTS hearth_chunks_tsv ON hearth_chunks USING gin (tsv);
+CREATE TABLE IF NOT EXISTS hearth_postings (
+    term TEXT COLLATE "C" NOT NULL,
+    chunk_id BIGINT NOT NULL REFERENCES hearth_chunks(id) ON DELETE CASCADE,
+    document_id BIGINT NOT NULL,
+    tf INTEGER NOT NULL,
+    dl INTEGER NOT NULL,
+    PRIMARY KEY (term, chunk_id) INCLUDE (tf, dl, document_id)
+);
+CREATE INDEX IF NOT EXISTS hearth_postings_by_chunk ON hearth_postings(chunk_id);
 CREATE TABLE IF NOT EXISTS hearth_sessions (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -85,9 +104,17 @@ CREATE TABLE IF NOT EXISTS hearth_messages (
 CREATE INDEX IF NOT EXISTS hearth_messages_by_session ON hearth_messages(session_id, id);
 INSERT INTO hearth_meta(key, value) VALUES ('schema_version', '{version}')
     ON CONFLICT (key) DO NOTHING;
+INSERT INTO hearth_meta(key, value) VALUES ('pg_layout', '{layout}') ON CONFLICT (key) DO NOTHING;
 INSERT INTO hearth_meta(key, value) VALUES ('generation', '0') ON CONFLICT (key) DO NOTHING;
 """
-_TABLES = ("hearth_meta", "hearth_documents", "hearth_chunks", "hearth_sessions", "hearth_messages")
+_TABLES = (
+    "hearth_meta",
+    "hearth_documents",
+    "hearth_chunks",
+    "hearth_postings",
+    "hearth_sessions",
+    "hearth_messages",
+)
 
 
 def redact_url(url: str) -> str:
@@ -132,10 +159,42 @@ def _json(value: Any) -> str:
     return _clean(json.dumps(value, ensure_ascii=False))
 
 
-def _tsquery_text(terms: list[str]) -> str:
-    """An OR of quoted words for to_tsquery; `query_terms` keeps only letters and digits, so
-    nothing in user text can be read as tsquery syntax."""
-    return " | ".join(f"'{t}'" for t in terms)
+def _fold(word: str) -> list[str]:
+    """A lowercased word without diacritics (NFKD, combining marks dropped), as FTS5's
+    unicode61 tokenizer with remove_diacritics 2 reads it; may split into several words."""
+    folded = "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c))
+    return [w[:_MAX_TERM_CHARS] for w in _WORD.findall(folded.lower())]
+
+
+def tokenize(text: str) -> list[str]:
+    """The keyword tokens of chunk text, every one kept (FTS5 indexes stopwords too): runs of
+    letters/digits (the same regex as `query_terms`), lowercased, diacritics stripped."""
+    words = _WORD.findall(text.lower())
+    if text.isascii():
+        return [w if len(w) <= _MAX_TERM_CHARS else w[:_MAX_TERM_CHARS] for w in words]
+    tokens: list[str] = []
+    for w in words:
+        if w.isascii() and len(w) <= _MAX_TERM_CHARS:
+            tokens.append(w)
+        else:
+            tokens.extend(_fold(w))
+    return tokens
+
+
+def search_terms(query: str) -> list[str]:
+    """`query_terms` folded like `tokenize` folds chunk text (repeats dropped)."""
+    terms: list[str] = []
+    for term in query_terms(query):
+        for t in [term] if term.isascii() and len(term) <= _MAX_TERM_CHARS else _fold(term):
+            if t not in terms:
+                terms.append(t)
+    return terms
+
+
+def _idf(total: int, df: int) -> float:
+    """FTS5's idf: ln((N - df + 0.5) / (df + 0.5)), floored at 1e-6."""
+    idf = math.log((total - df + 0.5) / (df + 0.5)) if total > 0 else 0.0
+    return idf if idf > 0 else 1e-6
 
 
 @dataclass
@@ -148,6 +207,7 @@ class _DocTable:
     file_types: list[str]
     chunk_counts: np.ndarray  # int64, chunks per document
     n_chunks: int
+    n_tokens: int  # keyword tokens in all chunks (BM25's average chunk length)
 
 
 class PostgresStore:
@@ -220,7 +280,16 @@ class PostgresStore:
                         f"the store at {self.path} has schema version {version}, this Hearth "
                         f"reads version {SCHEMA_VERSION}. Point --store at a new database."
                     )
-                for statement in _SCHEMA.format(version=SCHEMA_VERSION).split(";"):
+                layout = self._meta_get("pg_layout") if version is not None else None
+                if version is not None and int(layout or 1) != _PG_LAYOUT:
+                    raise HearthError(
+                        f"the store at {self.path} was built by an older Hearth (PostgreSQL "
+                        f"layout {layout or 1}, this Hearth reads layout {_PG_LAYOUT}: BM25 "
+                        "postings instead of a tsvector). Point --store at a new database "
+                        "and re-ingest."
+                    )
+                schema = _SCHEMA.format(version=SCHEMA_VERSION, layout=_PG_LAYOUT)
+                for statement in schema.split(";"):
                     if statement.strip():
                         self._db.execute(statement)
         except psycopg.Error as exc:
@@ -352,16 +421,19 @@ class PostgresStore:
                     f"{doc.source}: vectors have {vecs.shape[1]} dimensions, the index at "
                     f"{self.path} holds {info[1]}-dimensional vectors"
                 )
-            prepared.append((doc, chunks, vecs))
+            # BM25 term counts per chunk, computed before the transaction (no lock held)
+            counts = [Counter(tokenize(_clean(ch.text))) for ch in chunks]
+            prepared.append((doc, chunks, vecs, counts))
         now = time.time()
         with self._tx() as db:
-            rows = []
-            for doc, chunks, vecs in prepared:
+            rows, postings = [], []  # postings: (document id, ordinal, term counts, length)
+            for doc, chunks, vecs, counts in prepared:
+                lengths = [sum(c.values()) for c in counts]
                 db.execute("DELETE FROM hearth_documents WHERE source = %s", (doc.source,))
                 doc_id = db.execute(
                     "INSERT INTO hearth_documents(source, media_type, file_type, content_hash, "
-                    "text, metadata, size, ingested_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-                    "RETURNING id",
+                    "text, metadata, size, ingested_at, n_tokens) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
                     (
                         doc.source,
                         doc.media_type,
@@ -371,6 +443,7 @@ class PostgresStore:
                         _json(doc.metadata),
                         _document_size(doc),
                         now,
+                        sum(lengths),
                     ),
                 ).fetchone()[0]
                 rows.extend(
@@ -384,23 +457,68 @@ class PostgresStore:
                         ch.page,
                         _json(ch.metadata),
                         vecs[ordinal],
+                        lengths[ordinal],
                     )
                     for ordinal, ch in enumerate(chunks)
+                )
+                postings.extend(
+                    (doc_id, ordinal, counts[ordinal], lengths[ordinal])
+                    for ordinal in range(len(chunks))
+                    if lengths[ordinal]
                 )
             if rows:
                 with db.cursor().copy(
                     "COPY hearth_chunks(document_id, ordinal, text, char_start, char_end, "
-                    "headings, page, metadata, embedding) FROM STDIN WITH (FORMAT BINARY)"
+                    "headings, page, metadata, embedding, n_tokens) FROM STDIN WITH (FORMAT BINARY)"
                 ) as copy:
                     copy.set_types(
-                        ["int8", "int4", "text", "int4", "int4", "text", "int4", "text", "vector"]
+                        [
+                            "int8",
+                            "int4",
+                            "text",
+                            "int4",
+                            "int4",
+                            "text",
+                            "int4",
+                            "text",
+                            "vector",
+                            "int4",
+                        ]
                     )
                     for row in rows:
                         copy.write_row(row)
+            if postings:
+                self._write_postings(db, postings)
             self._bump_generation()
             self._meta_set("last_write_at", str(now))
             if info is not None:
                 self._maybe_build_hnsw(db)
+
+    @staticmethod
+    def _write_postings(db: Any, postings: list[tuple[int, int, Counter, int]]) -> None:
+        """COPY one (term, chunk, tf, chunk length) row per distinct term of each new chunk.
+        Terms are letters and digits only, so COPY's text format needs no escaping."""
+        doc_ids = sorted({p[0] for p in postings})
+        ids = {
+            (d, o): cid
+            for cid, d, o in db.execute(
+                "SELECT id, document_id, ordinal FROM hearth_chunks WHERE document_id = ANY(%s)",
+                (doc_ids,),
+            )
+        }
+        with db.cursor().copy(
+            "COPY hearth_postings(term, chunk_id, document_id, tf, dl) FROM STDIN"
+        ) as copy:
+            buf: list[str] = []
+            for doc_id, ordinal, counts, length in postings:
+                tail = f"\t{ids[doc_id, ordinal]}\t{doc_id}\t"
+                end = f"\t{length}\n"
+                buf.extend(f"{term}{tail}{tf}{end}" for term, tf in counts.items())
+                if len(buf) > 50_000:
+                    copy.write("".join(buf))
+                    buf = []
+            if buf:
+                copy.write("".join(buf))
 
     def _hnsw_exists(self) -> bool:
         if not self._has_hnsw:
@@ -418,6 +536,8 @@ class PostgresStore:
             n = db.execute("SELECT count(*) FROM hearth_chunks").fetchone()[0]
             if n < self.hnsw_min_chunks:
                 return
+        # room for the whole graph in memory: a build that spills is several times slower
+        db.execute("SET LOCAL maintenance_work_mem = '512MB'")
         db.execute(
             "CREATE INDEX IF NOT EXISTS hearth_chunks_hnsw ON hearth_chunks "
             "USING hnsw (embedding vector_cosine_ops)"
@@ -458,12 +578,11 @@ class PostgresStore:
     def search_bm25(
         self, query: str, k: int = 5, filters: Filters | None = None
     ) -> list[ScoredChunk]:
-        """Keyword search with PostgreSQL full-text search, scored BM25-like: the sum over the
-        query's words of idf(word) * ts_rank(chunk, word) (ts_rank saturates with the word's
-        frequency and is normalised by length). An OR of the words over a `simple` tsvector;
-        words in half or more of all chunks are dropped as SQLiteStore does (unless too few
-        hits are left). Score higher is better; stopwords-only or empty queries return []."""
-        terms = query_terms(query)
+        """Keyword search scored with FTS5's bm25() formula (k1 = 1.2, b = 0.75, FTS5's idf)
+        over the postings table, in one SQL query: an OR of the query's words; words in half or
+        more of all chunks are dropped as SQLiteStore does (unless too few hits are left).
+        Score higher is better; ties by chunk id; stopwords-only or empty queries return []."""
+        terms = search_terms(query)
         if not terms or k <= 0:
             return []
         allowed, n_allowed = self._allowed_documents(filters)
@@ -471,14 +590,16 @@ class PostgresStore:
             return []
         with self._lock:
             df = self._term_frequencies(terms)
-            total = self._doc_table().n_chunks
+            docs = self._doc_table()
+            total = docs.n_chunks
             present = [t for t in terms if df[t] > 0]
             if not present:
                 return []
             informative = [t for t in present if 2 * df[t] < total] or present
-            rows = self._bm25_rows(informative, df, total, k, allowed)
+            avg_len = docs.n_tokens / total if total else 1.0
+            rows = self._bm25_rows(informative, df, total, avg_len, k, allowed)
             if len(rows) < k and informative != present:
-                rows = self._bm25_rows(present, df, total, k, allowed)
+                rows = self._bm25_rows(present, df, total, avg_len, k, allowed)
         chunks = self._chunks_by_id([r[0] for r in rows])
         return [
             ScoredChunk(chunk=chunks[cid], score=float(s), scores={"bm25": float(s)})
@@ -487,34 +608,48 @@ class PostgresStore:
         ]
 
     def _bm25_rows(
-        self, terms: list[str], df: dict[str, int], total: int, k: int, allowed: Any
+        self,
+        terms: list[str],
+        df: dict[str, int],
+        total: int,
+        avg_len: float,
+        k: int,
+        allowed: Any,
     ) -> list[tuple]:
-        score = " + ".join("%s * ts_rank(c.tsv, to_tsquery('simple', %s), 1)" for _ in terms)
-        params: list[Any] = []
-        for t in terms:
-            params += [math.log(1 + (total - df[t] + 0.5) / (df[t] + 0.5)), f"'{t}'"]
-        sql = (
-            f"SELECT c.id, ({score}) AS s FROM hearth_chunks c "
-            "WHERE c.tsv @@ to_tsquery('simple', %s)"
-        )
-        params.append(_tsquery_text(terms))
+        """sum over terms of idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len / avg_len)),
+        the top k by score then chunk id."""
+        params: list[Any] = [
+            _BM25_K1 + 1,
+            _BM25_K1,
+            1 - _BM25_B,
+            _BM25_B / max(avg_len, 1e-9),
+            terms,
+            [_idf(total, df[t]) for t in terms],
+        ]
+        where = ""
         if allowed is not None:
-            sql += " AND c.document_id = ANY(%s)"
+            where = " WHERE p.document_id = ANY(%s)"
             params.append(allowed.tolist())
-        sql += " ORDER BY s DESC, c.id LIMIT %s"  # ties by chunk id, as SQLiteStore
         params.append(int(k))
+        sql = (
+            "SELECT p.chunk_id, sum(w.idf * p.tf * %s / (p.tf + %s * (%s + %s * p.dl))) AS s "
+            "FROM unnest(%s::text[], %s::float8[]) AS w(term, idf) "
+            f"JOIN hearth_postings p ON p.term = w.term{where} "
+            "GROUP BY p.chunk_id ORDER BY s DESC, p.chunk_id LIMIT %s"
+        )
         return self._db.execute(sql, params).fetchall()
 
     def _term_frequencies(self, terms: list[str]) -> dict[str, int]:
-        """Chunks containing each term (GIN index counts), cached per generation."""
+        """Chunks containing each term (counted on the postings index), cached per
+        generation."""
         gen = self._doc_table().generation
         if self._df_cache_gen != gen:
             self._df_cache, self._df_cache_gen = {}, gen
         missing = [t for t in terms if t not in self._df_cache]
         if missing:
             rows = self._db.execute(
-                "SELECT t, (SELECT count(*) FROM hearth_chunks "
-                "WHERE tsv @@ to_tsquery('simple', quote_literal(t))) FROM unnest(%s::text[]) t",
+                "SELECT t, (SELECT count(*) FROM hearth_postings p WHERE p.term = t) "
+                "FROM unnest(%s::text[]) t",
                 (missing,),
             ).fetchall()
             if len(self._df_cache) > 100_000:
@@ -588,8 +723,8 @@ class PostgresStore:
                     gen = int(self._meta_get("generation") or 0)
                     rows = db.execute(
                         "SELECT d.id, d.source, d.file_type, "
-                        "(SELECT count(*) FROM hearth_chunks c WHERE c.document_id = d.id) "
-                        "FROM hearth_documents d ORDER BY d.id"
+                        "(SELECT count(*) FROM hearth_chunks c WHERE c.document_id = d.id), "
+                        "d.n_tokens FROM hearth_documents d ORDER BY d.id"
                     ).fetchall()
                 counts = np.array([r[3] for r in rows], dtype=np.int64)
                 self._docs = _DocTable(
@@ -599,6 +734,7 @@ class PostgresStore:
                     file_types=[r[2] for r in rows],
                     chunk_counts=counts,
                     n_chunks=int(counts.sum()),
+                    n_tokens=int(sum(r[4] for r in rows)),
                 )
                 self._filter_cache.clear()
             return self._docs

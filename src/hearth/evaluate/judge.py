@@ -66,10 +66,10 @@ the passage is useful for arriving at the reference answer, false if it is not.
 
 PASSAGES:
 {items}"""
-# a passage counts as useful only when the judge's quote is in it and shares this much of the
-# reference's (or the question's) content words: the 0.5B judge calls nearly every passage
-# useful, and off-topic passages then scored as well as the right ones
-QUOTE_OVERLAP = 0.25
+# a passage counts as useful only when the judge quotes a sentence that is in it and the passage
+# holds this much of the reference's (or the question's) content words: the 0.5B judge calls
+# nearly every passage useful, and off-topic passages then scored as well as the right ones
+TARGET_COVERAGE = 0.5
 
 
 class JudgeFailure(Exception):
@@ -95,11 +95,12 @@ def _quoted_verdicts(n: int) -> dict[str, Any]:
 
 
 def useful_quote(quote: str, context: str, target: set[str]) -> bool:
-    """The judge's quote is in `context` and shares QUOTE_OVERLAP of the `target` words."""
-    words = content_words(quote)
-    if not words or lexical_coverage(words, content_words(context)) < 0.8:
+    """The judge's quote is in `context`, and `context` holds TARGET_COVERAGE of the `target`
+    words (the quote a small judge picks is often the wrong sentence of the right passage)."""
+    words, held = content_words(quote), content_words(context)
+    if not words or lexical_coverage(words, held) < 0.8:
         return False
-    return not target or lexical_coverage(target, words) >= QUOTE_OVERLAP
+    return not target or lexical_coverage(target, held) >= TARGET_COVERAGE
 
 
 def grounded(claim: str, quote: str, contexts: list[str]) -> bool:

@@ -27,6 +27,7 @@ dense PRF and the late-interaction reranker did not beat it on both tune and che
     .venv/bin/python benchmarks/bench_strategies.py [--quick] [--scifact DIR]
     .venv/bin/python benchmarks/bench_strategies.py --real          # real retrieve() calls
     .venv/bin/python benchmarks/bench_strategies.py --rerank 20     # reranker, on a subset
+    .venv/bin/python benchmarks/bench_strategies.py --llm 12        # model-calling rows
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import DATA_DIR, cache_dir, percentile, print_table, write_result
+from common import DATA_DIR, cache_dir, markdown_table, percentile, print_table, write_result
 
 sys.path.insert(0, str(DATA_DIR))
 
@@ -677,6 +678,185 @@ def latency_100k(embedder, n_chunks: int, n_queries: int) -> dict:
     return {"chunks": n_chunks, "queries": n_queries, "k": 5, "results": res}
 
 
+# --------------------------------------------------------------------------- model-calling rows
+
+
+LLM_MODEL = "local:qwen2.5-coder-0.5b"
+LLM_ROWS: list[tuple[str, dict]] = [  # (row name, build_pipeline keywords) on the hybrid
+    ("standard (hybrid)", {}),
+    *[
+        (s, {"strategy": s})
+        for s in ("multi-query", "hyde", "rag-fusion", "step-back", "decompose", "auto")
+    ],
+    ("rerank llm-pointwise", {"rerank": "llm-pointwise"}),
+    ("rerank llm-listwise", {"rerank": "llm-listwise"}),
+    ("rerank late-interaction", {"rerank": "late-interaction"}),
+    ("mmr 0.7", {"mmr": 0.7}),
+]
+
+
+class ChunkView:
+    """What score_ranking needs of a corpus (chunks by row, passage ids, row of a chunk id),
+    without CorpusView's bm25s / Porter side indexes."""
+
+    def __init__(self, store):
+        from hearth.rag.retrievers import passage_key
+
+        self.chunks = all_chunks(store)
+        self.row_of = {c.id: r for r, c in enumerate(self.chunks)}
+        keys: dict[str, int] = {}
+        self.passage = np.array(
+            [keys.setdefault(passage_key(c.text), len(keys)) for c in self.chunks]
+        )
+
+
+def spread(questions: list, n: int) -> list:
+    """n questions spread evenly over the set (every len/n-th, from the first)."""
+    if n >= len(questions):
+        return list(questions)
+    return [questions[(i * len(questions)) // n] for i in range(n)]
+
+
+def _errors(generated: dict) -> list[str]:
+    """The stages of a run whose model call failed (the stage fell back)."""
+    return [k for k, v in generated.items() if isinstance(v, dict) and "error" in v]
+
+
+def evaluate_llm(stores, sets, embedder, model, n: int, rows_run, on_progress=None) -> dict:
+    """Every LLM_ROWS pipeline through the real build_pipeline(...) on each set's index, on the
+    same `n` spread questions per set (k=10). Rows run one after the other per question, and
+    the sets round-robin, so a run cut short still has every row on the same questions. Per
+    set and row: the metrics, seconds per query, how many runs fell back (a stage's
+    generated[...] has "error"), and auto's routes."""
+    from hearth.rag.pipeline import build_pipeline
+
+    out: dict[str, dict] = {}
+    setup = {}
+    for qs in sets:
+        pipes = {
+            name: build_pipeline(stores[qs.corpus], embedder, model=model, **kw)
+            for name, kw in rows_run
+        }
+        setup[qs.name] = (ChunkView(stores[qs.corpus]), pipes, spread(qs.questions, n))
+        out[qs.name] = {"questions": [], "rows": {name: [] for name in pipes}}
+    for i in range(n):  # round-robin over the sets: a run cut short still covers every set
+        for qs in sets:
+            view, pipes, chosen = setup[qs.name]
+            if i >= len(chosen):
+                continue
+            q, block = chosen[i], out[qs.name]
+            t_q = time.perf_counter()
+            for name, pipe in pipes.items():
+                t0 = time.perf_counter()
+                result = pipe.run(q.text, 10)
+                secs = time.perf_counter() - t0
+                rows = [view.row_of[h.chunk.id] for h in result.hits]
+                rec = {**score_ranking(view, q, rows), "seconds": secs}
+                rec["errors"] = _errors(result.generated)
+                if "route" in result.generated:
+                    route = result.generated["route"]
+                    rec["route"] = route.get("ran", route.get("strategy"))
+                block["rows"][name].append(rec)
+            block["questions"].append(q.id)
+            print(
+                f"round {i + 1}/{n} {qs.name} {q.id}: {len(pipes)} rows in "
+                f"{time.perf_counter() - t_q:.0f} s",
+                flush=True,
+            )
+            if on_progress:
+                on_progress(out)
+    return out
+
+
+def llm_summary(out: dict, names: list[str]) -> tuple[dict, list[list[str]]]:
+    """Pooled (over every question of every set) and per-set means per row, and table rows."""
+
+    def agg(recs: list[dict]) -> dict:
+        if not recs:
+            return {}
+        res = {m: float(np.mean([r[m] for r in recs])) for m in ("hit@5", "mrr@10", "ndcg@10")}
+        res["questions"] = len(recs)
+        res["ms_per_query"] = 1000 * float(np.mean([r["seconds"] for r in recs]))
+        res["fallbacks"] = sum(bool(r["errors"]) for r in recs)
+        routes = [r["route"] for r in recs if "route" in r]
+        if routes:
+            res["routes"] = {x: routes.count(x) for x in sorted(set(routes))}
+        return res
+
+    pooled = {n: agg([r for b in out.values() for r in b["rows"][n]]) for n in names}
+    per_set = {s: {n: agg(b["rows"][n]) for n in names} for s, b in out.items()}
+    base = [r for b in out.values() for r in b["rows"][names[0]]]
+    rows = []
+    for n in names:
+        p = pooled[n]
+        if not p:
+            continue
+        mine = [r for b in out.values() for r in b["rows"][n]]
+        w = sum(a["ndcg@10"] > b["ndcg@10"] + 1e-9 for a, b in zip(mine, base, strict=True))
+        lo = sum(a["ndcg@10"] < b["ndcg@10"] - 1e-9 for a, b in zip(mine, base, strict=True))
+        rows.append(
+            [n, str(p["questions"]), f"{p['hit@5']:.3f}", f"{p['mrr@10']:.3f}"]
+            + [f"{p['ndcg@10']:.3f}", f"+{w}/-{lo}", f"{p['ms_per_query']:.0f}"]
+            + [str(p["fallbacks"])]
+        )
+    return {"pooled": pooled, "per_set": per_set}, rows
+
+
+def run_llm(stores, sets, embedder, n: int, skip: set[str] = frozenset()) -> None:
+    """--llm N: the model-calling rows, written to results/strategies_llm.json (after every
+    question, so a run stopped early keeps what it measured)."""
+    import hearth.llm
+
+    unknown = skip - {name for name, _ in LLM_ROWS}
+    if unknown:
+        raise SystemExit(f"--llm-skip: no such rows {sorted(unknown)}")
+    rows_run = [(name, kw) for name, kw in LLM_ROWS if name not in skip]
+    t0 = time.perf_counter()
+    model = hearth.llm.load(LLM_MODEL)
+    print(f"model {LLM_MODEL} loaded in {time.perf_counter() - t0:.1f} s", flush=True)
+    headers = ["row", "questions", "hit@5", "MRR@10", "nDCG@10", "vs std", "ms/query"]
+    headers.append("fallbacks")
+
+    def save(out: dict, final: bool = False) -> Path:
+        summary, rows = llm_summary(out, [name for name, _ in rows_run])
+        done = sum(len(b["questions"]) for b in out.values())
+        title = (
+            f"Model-calling rows ({LLM_MODEL}, real build_pipeline, k=10): {done} questions, "
+            f"up to {n} per set; pooled means"
+        )
+        show = print_table if final else (lambda _title, h, r: markdown_table(h, r))
+        table = show(title, headers, rows)
+        per_set_rows = [
+            [s, name, str(m["questions"]), f"{m['hit@5']:.2f}", f"{m['mrr@10']:.3f}"]
+            + [f"{m['ndcg@10']:.3f}", f"{m['ms_per_query']:.0f}", str(m["fallbacks"])]
+            for s, block in summary["per_set"].items()
+            for name, m in block.items()
+            if m
+        ]
+        per_set_table = show(
+            "Per set",
+            ["set", "row", "q", "hit@5", "MRR@10", "nDCG@10", "ms/query", "fallbacks"],
+            per_set_rows,
+        )
+        return write_result(
+            "strategies_llm",
+            {
+                "model": LLM_MODEL,
+                "n_per_set": n,
+                "complete": final,
+                "rows": dict(rows_run),
+                "skipped": sorted(skip),
+                "summary": summary,
+                "results": out,
+                "table": table,
+                "per_set_table": per_set_table,
+            },
+        )
+
+    out = evaluate_llm(stores, sets, embedder, model, n, rows_run, on_progress=save)
+    print(f"wrote {save(out, final=True)}")
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -752,6 +932,18 @@ def main() -> None:
     )
     parser.add_argument("--rerank-queries", type=int, default=15, help="questions per set")
     parser.add_argument(
+        "--llm-skip",
+        default="",
+        help="comma-separated --llm row names to leave out (e.g. the slow LLM rerankers)",
+    )
+    parser.add_argument(
+        "--llm",
+        type=int,
+        default=0,
+        help="only the model-calling strategies / rerankers / MMR through build_pipeline, on "
+        "N spread questions per set (slow: about a minute or more per question)",
+    )
+    parser.add_argument(
         "--candidate", default=CANDIDATE, help="the strategy proposed as default (a row name)"
     )
     args = parser.parse_args()
@@ -761,6 +953,10 @@ def main() -> None:
     embedder = load_embedder(backend="auto")
     embedder.embed(["warm up"])
     stores, sets = load_corpora(embedder, args)
+    if args.llm:  # the model-calling rows: their own result file
+        skip = {r.strip() for r in args.llm_skip.split(",") if r.strip()}
+        run_llm(stores, sets, embedder, args.llm, skip)
+        return
     views = {name: CorpusView(name, store, embedder) for name, store in stores.items()}
     head_weights = (0.0, 1.0) if args.quick else (0.0, 0.5, 1.0)
     strats = strategies(head_weights)

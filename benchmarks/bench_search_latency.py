@@ -155,7 +155,7 @@ def main() -> None:
             f"dense vector search at hybrid depth (k={depth})": latencies(
                 lambda q: store.search_dense(qvecs[q], depth), queries
             ),
-            "hybrid (embed + bm25 + dense + RRF)": latencies(
+            "hybrid (embed + bm25 + dense + fusion)": latencies(
                 lambda q: retrievers["hybrid"].retrieve(q, k=args.k), queries
             ),
         }
@@ -199,7 +199,7 @@ def main() -> None:
         for kind, name in (
             ("bm25", "bm25"),
             ("dense", "dense (embed + search)"),
-            ("hybrid", "hybrid (embed + bm25 + dense + RRF)"),
+            ("hybrid", "hybrid (embed + bm25 + dense + fusion)"),
         )
     }
     for claim, ok in claims.items():

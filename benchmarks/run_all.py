@@ -58,6 +58,16 @@ BENCHMARKS = [
     # Hearth's llama.cpp backend vs llama-cpp-python used directly, SmolLM2 and Qwen2.5-Coder,
     # on a `hearth ask` prompt: 5 fresh-process runs per model and engine (~4 minutes).
     "llm_speed",
+    # Retrieval: the default against bm25s, MiniLM and their RRF on the dev sets, fusion
+    # variants, 100k latency (~20 minutes); every query strategy and reranker through the real
+    # pipeline with Qwen on 15 questions, LLM rerankers left out (~18 minutes); rerankers and
+    # MMR alone; the judge on corrupted rows and against Ragas 0.4 through hearth serve (~30
+    # minutes); pgvector against SQLite at 100k chunks (~15 minutes, most of it pgvector ingest).
+    "strategies",
+    "strategies_llm",
+    "bench_rerank",
+    "eval_judge",
+    "pgvector",
     # Last: the slow one. 111 questions on two corpora, extractive once and generative with
     # SmolLM2 and Qwen2.5-Coder-0.5B: 40 minutes on 2 cores busy with other work (load 3-4).
     "bench_answers",
@@ -83,6 +93,13 @@ SCRIPTS = {
     ),  # fmt: skip
     "engine_decode_qwen2.5-coder-0.5b": ("engine_decode", ["--model", "qwen2.5-coder-0.5b"]),
     "engine_precision": ("engine_precision", ["--repeats", "5"]),
+    "strategies": ("bench_strategies", ["--top", "20"]),
+    "strategies_llm": (
+        "bench_strategies",
+        ["--llm", "3", "--llm-skip", "rerank llm-pointwise,rerank llm-listwise"],
+    ),
+    "bench_rerank": ("bench_rerank", ["--llm-limit", "0"]),
+    "pgvector": ("bench_pgvector", ["--chunks", "100000", "--queries", "200"]),
 }
 
 

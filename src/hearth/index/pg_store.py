@@ -29,13 +29,14 @@ import numpy as np
 from hearth.errors import EmbedderMismatchError, HearthError
 from hearth.index.store import (
     _WORD,
+    CHUNK_COLUMNS,
     ROLES,
     SCHEMA_VERSION,
     NotInIndexError,
     _document_size,
-    _normalise_types,
+    chunk_from_row,
+    document_mask,
     query_terms,
-    source_matches,
 )
 from hearth.types import Chunk, Document, Filters, Message, ScoredChunk
 
@@ -740,45 +741,12 @@ class PostgresStore:
             return self._docs
 
     def _doc_mask(self, docs: _DocTable, filters: Filters) -> np.ndarray:
-        """Boolean per document in `docs`: does it pass `filters`? Cached per generation."""
-        cwd = os.getcwd()
-        types = _normalise_types(filters.file_types)
-        key = (docs.generation, filters.source_glob, types, cwd)
-        mask = self._filter_cache.get(key)
-        if mask is None:
-            mask = np.ones(len(docs.ids), dtype=bool)
-            if types:
-                mask &= np.array([ft in types for ft in docs.file_types], dtype=bool)
-            if filters.source_glob:
-                glob = filters.source_glob
-                mask &= np.array([source_matches(glob, s, cwd) for s in docs.sources], dtype=bool)
-            if len(self._filter_cache) > 64:
-                self._filter_cache.clear()
-            self._filter_cache[key] = mask
-        return mask
+        return document_mask(docs, filters, self._filter_cache)
 
     # ---- reads -----------------------------------------------------------------------------
 
-    _CHUNK_COLUMNS = (
-        "c.id, c.document_id, c.ordinal, c.text, c.char_start, c.char_end, c.headings, c.page, "
-        "c.metadata, d.source"
-    )
-
-    @staticmethod
-    def _row_to_chunk(row: tuple) -> Chunk:
-        cid, doc_id, ordinal, text, start, end, headings, page, metadata, source = row
-        return Chunk(
-            text=text,
-            start=start,
-            end=end,
-            headings=json.loads(headings),
-            page=page,
-            metadata=json.loads(metadata),
-            id=cid,
-            document_id=doc_id,
-            source=source,
-            ordinal=ordinal,
-        )
+    _CHUNK_COLUMNS = CHUNK_COLUMNS
+    _row_to_chunk = staticmethod(chunk_from_row)
 
     def _chunks_by_id(self, ids: list[int]) -> dict[int, Chunk]:
         if not ids:

@@ -162,6 +162,51 @@ def _normalise_types(types: Sequence[str] | None) -> frozenset[str]:
     return frozenset(t.strip().lower().lstrip(".") for t in (types or ()) if t.strip())
 
 
+def document_mask(docs: Any, filters: Filters, cache: dict[tuple, np.ndarray]) -> np.ndarray:
+    """Boolean per document of `docs` (a per-generation table with ids, sources and
+    file_types): does it pass `filters`? Cached in `cache` per generation and cwd; shared by
+    the SQLite and PostgreSQL stores."""
+    cwd = os.getcwd()
+    types = _normalise_types(filters.file_types)
+    key = (docs.generation, filters.source_glob, types, cwd)
+    mask = cache.get(key)
+    if mask is None:
+        mask = np.ones(len(docs.ids), dtype=bool)
+        if types:
+            mask &= np.array([ft in types for ft in docs.file_types], dtype=bool)
+        if filters.source_glob:
+            glob = filters.source_glob
+            mask &= np.array([source_matches(glob, s, cwd) for s in docs.sources], dtype=bool)
+        if len(cache) > 64:
+            cache.clear()
+        cache[key] = mask
+    return mask
+
+
+# what chunk_from_row reads, in order (the chunk table as c, its document as d)
+CHUNK_COLUMNS = (
+    "c.id, c.document_id, c.ordinal, c.text, c.char_start, c.char_end, c.headings, c.page, "
+    "c.metadata, d.source"
+)
+
+
+def chunk_from_row(row: tuple) -> Chunk:
+    """A Chunk from a row of CHUNK_COLUMNS (headings and metadata as JSON text)."""
+    cid, doc_id, ordinal, text, start, end, headings, page, metadata, source = row
+    return Chunk(
+        text=text,
+        start=start,
+        end=end,
+        headings=json.loads(headings),
+        page=page,
+        metadata=json.loads(metadata),
+        id=cid,
+        document_id=doc_id,
+        source=source,
+        ordinal=ordinal,
+    )
+
+
 @dataclass
 class _DocTable:
     """Per-generation copy of (id, source, file_type) used to evaluate filters in Python."""
@@ -531,22 +576,7 @@ class SQLiteStore:
             return self._docs
 
     def _doc_mask(self, docs: _DocTable, filters: Filters) -> np.ndarray:
-        """Boolean per document in `docs`: does it pass `filters`? Cached per generation."""
-        cwd = os.getcwd()
-        types = _normalise_types(filters.file_types)
-        key = (docs.generation, filters.source_glob, types, cwd)
-        mask = self._filter_cache.get(key)
-        if mask is None:
-            mask = np.ones(len(docs.ids), dtype=bool)
-            if types:
-                mask &= np.array([ft in types for ft in docs.file_types], dtype=bool)
-            if filters.source_glob:
-                glob = filters.source_glob
-                mask &= np.array([source_matches(glob, s, cwd) for s in docs.sources], dtype=bool)
-            if len(self._filter_cache) > 64:
-                self._filter_cache.clear()
-            self._filter_cache[key] = mask
-        return mask
+        return document_mask(docs, filters, self._filter_cache)
 
     def _dense_matrix(self) -> _Matrix:
         with self._lock:
@@ -581,26 +611,9 @@ class SQLiteStore:
 
     # ---- reads -----------------------------------------------------------------------------
 
-    _CHUNK_COLUMNS = (
-        "c.id, c.document_id, c.ordinal, c.text, c.char_start, c.char_end, c.headings, c.page, "
-        "c.metadata, d.source"
-    )
+    _CHUNK_COLUMNS = CHUNK_COLUMNS
 
-    @staticmethod
-    def _row_to_chunk(row: tuple) -> Chunk:
-        cid, doc_id, ordinal, text, start, end, headings, page, metadata, source = row
-        return Chunk(
-            text=text,
-            start=start,
-            end=end,
-            headings=json.loads(headings),
-            page=page,
-            metadata=json.loads(metadata),
-            id=cid,
-            document_id=doc_id,
-            source=source,
-            ordinal=ordinal,
-        )
+    _row_to_chunk = staticmethod(chunk_from_row)
 
     def _chunks_by_id(self, ids: list[int]) -> dict[int, Chunk]:
         if not ids:

@@ -157,7 +157,9 @@ class HybridRetriever:
             return []
         depth = self.depth(k)
         lists = _retrieve_all(self.retrievers, query, depth, filters)
-        label = "rrf" if self.fusion == "rrf" else "hybrid"
+        if self.fusion == "rrf":
+            return rrf_fuse(lists, self.rrf_k, self.weights)[:k]
+        label = "hybrid"
         fused: dict[str, ScoredChunk] = {}
         best_rank: dict[str, int] = {}
         for hits in lists:
@@ -172,10 +174,6 @@ class HybridRetriever:
                 best_rank[key] = min(best_rank[key], rank)
         totals = dict.fromkeys(fused, 0.0)
         for weight, hits in zip(self.weights, lists, strict=True):
-            if self.fusion == "rrf":
-                for rank, hit in enumerate(hits, start=1):
-                    totals[passage_key(hit.chunk.text)] += weight / (self.rrf_k + rank)
-                continue
             z = zscores([h.score for h in hits])
             mine = {passage_key(h.chunk.text): float(v) for h, v in zip(hits, z, strict=True)}
             floor = min(mine.values(), default=0.0)
@@ -187,6 +185,44 @@ class HybridRetriever:
             fused.items(), key=lambda kv: (-kv[1].score, best_rank[kv[0]], kv[1].chunk.id)
         )
         return [hit for _, hit in ranked[:k]]
+
+
+def rrf_fuse(
+    lists: Sequence[Sequence[ScoredChunk]],
+    rrf_k: int = 60,
+    weights: Sequence[float] | None = None,
+) -> list[ScoredChunk]:
+    """Reciprocal-rank fusion of ranked hit lists, by passage (as HybridRetriever fuses):
+    score(passage) = sum over lists of weight / (rrf_k + rank), rank from 1 in each list.
+
+    Copies of a passage (same text, whitespace aside) are one hit whose `duplicates` list the
+    other chunks. Each fused hit keeps the component scores ("bm25", "dense", ...) and "rrf";
+    `score` is the rrf value. Ties keep the order of the best rank, then chunk id. Returns every
+    fused passage in rank order (take [:k]); the hits passed in are left as they were."""
+    if weights is None:
+        weights = [1.0] * len(lists)
+    if len(weights) != len(lists):
+        raise ValueError(f"rrf_fuse got {len(lists)} lists but {len(weights)} weights")
+    if rrf_k < 0:
+        raise ValueError(f"rrf_k must be >= 0, not {rrf_k}")
+    fused: dict[str, ScoredChunk] = {}
+    best_rank: dict[str, int] = {}
+    for hits, weight in zip(lists, weights, strict=True):
+        for rank, hit in enumerate(hits, start=1):
+            key = passage_key(hit.chunk.text)
+            entry = fused.get(key)
+            if entry is None:
+                entry = fused[key] = ScoredChunk(chunk=hit.chunk, score=0.0, scores={"rrf": 0.0})
+                best_rank[key] = rank
+            _add_copies(entry, [hit.chunk, *hit.duplicates])
+            entry.scores.update({n: s for n, s in hit.scores.items() if n != "rrf"})
+            entry.scores["rrf"] += weight / (rrf_k + rank)
+            entry.score = entry.scores["rrf"]
+            best_rank[key] = min(best_rank[key], rank)
+    ranked = sorted(
+        fused.items(), key=lambda kv: (-kv[1].score, best_rank[kv[0]], kv[1].chunk.id or 0)
+    )
+    return [hit for _, hit in ranked]
 
 
 _POOL: ThreadPoolExecutor | None = None

@@ -19,9 +19,15 @@ import numpy as np
 from hearth import generate  # the facade: hearth.llm loads on the first call
 from hearth.errors import ConfigError
 from hearth.rag.retrieval import Retrieval
-from hearth.rag.retrievers import Retriever, passage_key, unique_top
+from hearth.rag.retrievers import (  # rrf_fuse: re-exported, strategies fuse with it
+    Retriever,
+    _add_copies,
+    passage_key,
+    rrf_fuse,
+    unique_top,
+)
 from hearth.rag.routing import Route, Router
-from hearth.types import ChatModel, Chunk, Embedder, Filters, ScoredChunk
+from hearth.types import ChatModel, Embedder, Filters, ScoredChunk
 
 log = logging.getLogger(__name__)
 
@@ -46,44 +52,6 @@ class Strategy(Protocol):
 
 
 # ---- fusion --------------------------------------------------------------------------------
-
-
-def rrf_fuse(
-    lists: Sequence[Sequence[ScoredChunk]],
-    rrf_k: int = RRF_K,
-    weights: Sequence[float] | None = None,
-) -> list[ScoredChunk]:
-    """Reciprocal-rank fusion of ranked hit lists, by passage (as HybridRetriever fuses):
-    score(passage) = sum over lists of weight / (rrf_k + rank), rank from 1 in each list.
-
-    Copies of a passage (same text, whitespace aside) are one hit whose `duplicates` list the
-    other chunks. Each fused hit keeps the component scores ("bm25", "dense", ...) and "rrf";
-    `score` is the rrf value. Ties keep the order of the best rank, then chunk id. Returns every
-    fused passage in rank order (take [:k]); the hits passed in are left as they were."""
-    if weights is None:
-        weights = [1.0] * len(lists)
-    if len(weights) != len(lists):
-        raise ValueError(f"rrf_fuse got {len(lists)} lists but {len(weights)} weights")
-    if rrf_k < 0:
-        raise ValueError(f"rrf_k must be >= 0, not {rrf_k}")
-    fused: dict[str, ScoredChunk] = {}
-    best_rank: dict[str, int] = {}
-    for hits, weight in zip(lists, weights, strict=True):
-        for rank, hit in enumerate(hits, start=1):
-            key = passage_key(hit.chunk.text)
-            entry = fused.get(key)
-            if entry is None:
-                entry = fused[key] = ScoredChunk(chunk=hit.chunk, score=0.0, scores={"rrf": 0.0})
-                best_rank[key] = rank
-            _add_copies(entry, [hit.chunk, *hit.duplicates])
-            entry.scores.update({n: s for n, s in hit.scores.items() if n != "rrf"})
-            entry.scores["rrf"] += weight / (rrf_k + rank)
-            entry.score = entry.scores["rrf"]
-            best_rank[key] = min(best_rank[key], rank)
-    ranked = sorted(
-        fused.items(), key=lambda kv: (-kv[1].score, best_rank[kv[0]], kv[1].chunk.id or 0)
-    )
-    return [hit for _, hit in ranked]
 
 
 def interleave(lists: Sequence[Sequence[ScoredChunk]], rrf_k: int = RRF_K) -> list[ScoredChunk]:
@@ -118,15 +86,6 @@ def _interleave(
                 ),
             )
     return list(taken.values())
-
-
-def _add_copies(entry: ScoredChunk, chunks: list[Chunk]) -> None:
-    """Record `chunks` as copies of `entry`'s passage, each chunk once, never the entry itself."""
-    known = {entry.chunk.id, *(c.id for c in entry.duplicates)}
-    for chunk in chunks:
-        if chunk.id not in known:
-            entry.duplicates.append(chunk)
-            known.add(chunk.id)
 
 
 # ---- the stages ----------------------------------------------------------------------------

@@ -10,11 +10,14 @@ from pathlib import Path
 import typer
 
 from hearth.cli import (
+    agent_cmds,
     ask_cmds,
     eval_cmds,
     generate_cmds,
+    graph_cmds,
     index_cmds,
     models_cmds,
+    query_cmds,
     serve_cmds,
     structured_cmds,
 )
@@ -56,6 +59,9 @@ serve_cmds.register(app)
 models_cmds.register(app)
 structured_cmds.register(app)
 eval_cmds.register(app)
+query_cmds.register(app)
+agent_cmds.register(app)
+graph_cmds.register(app)
 
 
 def main() -> None:

@@ -66,13 +66,22 @@ class ScoredChunk:
 class Filters:
     """Retrieval filters. `source_glob` matches the absolute path, the path relative to the
     current directory, or any path suffix ("docs/*.md", "*.pdf"); `file_types` are short
-    type names (md, pdf, ...)."""
+    type names (md, pdf, ...); `date_from` / `date_to` ("YYYY-MM-DD", inclusive) bound the
+    document's date (its own, else the file's mtime; a document without one fails them)."""
 
     source_glob: str | None = None
     file_types: tuple[str, ...] | None = None
+    date_from: str | None = None
+    date_to: str | None = None
 
     def is_empty(self) -> bool:
-        return not self.source_glob and not self.file_types
+        return not (self.source_glob or self.file_types or self.date_from or self.date_to)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The filters that are set, by name."""
+        out = {"source_glob": self.source_glob, "file_types": self.file_types,
+               "date_from": self.date_from, "date_to": self.date_to}  # fmt: skip
+        return {name: list(v) if isinstance(v, tuple) else v for name, v in out.items() if v}
 
 
 Role = Literal["system", "user", "assistant", "tool"]

@@ -103,6 +103,8 @@ def test_bad_upload_is_skipped_and_the_stored_version_kept(hearth_server, served
         ({"query": "x", "k": 0}, 422),
         ({"query": "x", "retriever": "magic"}, 422),
         ({"query": "x", "filters": {"nope": 1}}, 422),
+        ({"query": "x", "filters": {"date_from": "June"}}, 422),
+        ({"query": "x", "self_query": "maybe"}, 422),
     ],
 )
 def test_search_validates_its_body(hearth_server, body, status):
@@ -117,3 +119,20 @@ def test_ingest_without_files_is_a_422(hearth_server):
         response = http.post("/v1/ingest", data={"other": "x"})
     assert response.status_code == 422
     assert response.json()["error"]["param"] == "files"
+
+
+def test_search_date_filters_and_self_query(hearth_server):
+    """The small corpus's files carry no date of their own: each is dated by its mtime (today)."""
+    with hearth_server.http() as http:
+        assert search(http, "parking garage", filters={"date_from": "2000-01-01"})
+        assert search(http, "parking garage", filters={"date_to": "2000-01-01"}) == []
+        response = http.post(
+            "/v1/search",
+            json={"query": "markdown notes about parking from 2019", "self_query": True},
+        )
+        assert response.status_code == 200, response.text
+        got = s.SearchResult.model_validate(response.json())
+        assert got.self_query is not None
+        assert got.self_query["filters"]["date_from"] == "2019-01-01"
+        assert "parking" in got.self_query["query"].lower()
+        assert got.hits == []  # nothing in the index is from 2019

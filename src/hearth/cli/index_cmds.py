@@ -25,11 +25,52 @@ def _ctx(ctx: typer.Context):
     return ctx.obj
 
 
-def make_filters(source: str | None, types: list[str] | None) -> Filters | None:
+def make_filters(
+    source: str | None,
+    types: list[str] | None,
+    date_from: str | None = None,
+    date_to: str | None = None,
+) -> Filters | None:
     filters = Filters(
-        source_glob=source, file_types=tuple(t.lower().lstrip(".") for t in types or ()) or None
+        source_glob=source,
+        file_types=tuple(t.lower().lstrip(".") for t in types or ()) or None,
+        date_from=_iso_day(date_from, "--date-from"),
+        date_to=_iso_day(date_to, "--date-to"),
     )
     return None if filters.is_empty() else filters
+
+
+def _iso_day(value: str | None, option: str) -> str | None:
+    from datetime import date
+
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value.strip()).isoformat()
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not a date: use YYYY-MM-DD", param_hint=option
+        ) from None
+
+
+def with_self_query(app, model_spec: str | None):
+    """A function from a request to (query, filters, self-query JSON): hearth.query.self_query
+    splits the request into a search query and filters (with the instruct model unless
+    `model_spec` is "none"); filters given as options win over the ones it finds."""
+    from hearth.query.self_query import IndexFacts, merge_filters, self_query
+
+    facts = IndexFacts.of(app.store(create=False).list_documents())
+    spec = model_spec or app.settings().instruct_model
+    model = None if spec == "none" else app.chat_model(spec)
+
+    def split(request: str, filters: Filters | None):
+        found = self_query(request, facts, model)
+        if filters is not None:
+            found.filters = merge_filters(found.filters, filters)
+        narrowed = None if found.filters.is_empty() else found.filters
+        return found.query, narrowed, found.to_json()
+
+    return split
 
 
 def copies_line(duplicates: list) -> str | None:
@@ -147,6 +188,24 @@ def search(
     types: list[str] | None = typer.Option(
         None, "--type", help="Only these file types (md, pdf...)."
     ),
+    date_from: str | None = typer.Option(
+        None, "--date-from", metavar="YYYY-MM-DD", help="Only documents dated on or after this."
+    ),
+    date_to: str | None = typer.Option(
+        None, "--date-to", metavar="YYYY-MM-DD", help="Only documents dated on or before this."
+    ),
+    self_query: bool = typer.Option(
+        False,
+        "--self-query",
+        help='Read filters out of the query ("PDFs about pumps from 2024" -> file type, dates '
+        "and the query 'pumps') and show both.",
+    ),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="Model for --self-query (default: the instruct_model setting; 'none': its "
+        "patterns alone).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     queries: Path | None = typer.Option(
         None,
@@ -162,19 +221,37 @@ def search(
     if query is None and queries is None:
         raise HearthError("give a QUERY or --queries FILE")
     k = k or s.top_k
-    filters = make_filters(source, types)
+    filters = make_filters(source, types, date_from, date_to)
     app.store(create=False)
     ret = app.retriever(retriever, strategy=strategy, rerank=rerank, mmr=mmr, compress=compress)
+
+    split = with_self_query(app, model) if self_query else None
+
+    def run(text: str) -> tuple[Any, dict[str, Any]]:
+        if split is None:
+            return ret.run(text, k=k, filters=filters), {}
+        searched, narrowed, shown = split(text, filters)
+        return ret.run(searched, k=k, filters=narrowed), {"self_query": shown}
+
     if queries is not None:
         for qid, text in _read_queries(queries):
-            found = ret.run(text, k=k, filters=filters)
-            print_json({"id": qid, "query": text, **retrieval_json(ret.name, found)})
+            found, extra = run(text)
+            print_json({"id": qid, "query": text, **extra, **retrieval_json(ret.name, found)})
         return
-    found = ret.run(query, k=k, filters=filters)
+    found, extra = run(query)
     hits = found.hits
     if as_json:
-        print_json(retrieval_json(ret.name, found))
+        print_json({**extra, **retrieval_json(ret.name, found)})
         return
+    if shown := extra.get("self_query"):
+        filters_text = json.dumps(shown["filters"], ensure_ascii=False) if shown["filters"] else "-"
+        console.print(
+            f"[dim]self-query ({shown['by']}): query {escape(repr(shown['query']))}, "
+            f"filters {escape(filters_text)}[/]",
+            highlight=False,
+        )
+        for note in shown["notes"]:
+            console.print(f"[dim]  {escape(note)}[/]", highlight=False)
     for stage, info in found.generated.items():
         console.print(f"[dim]{escape(stage)}: {escape(json.dumps(info, ensure_ascii=False))}[/]")
     if not hits:

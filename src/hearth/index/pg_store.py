@@ -200,12 +200,13 @@ def _idf(total: int, df: int) -> float:
 
 @dataclass
 class _DocTable:
-    """Per-generation copy of (id, source, file_type, chunk count) to evaluate filters."""
+    """Per-generation copy of (id, source, file_type, date, chunk count) to evaluate filters."""
 
     generation: int
     ids: np.ndarray  # int64, sorted
     sources: list[str]
     file_types: list[str]
+    dates: list[str | None]  # "YYYY-MM-DD" from the document's metadata
     chunk_counts: np.ndarray  # int64, chunks per document
     n_chunks: int
     n_tokens: int  # keyword tokens in all chunks (BM25's average chunk length)
@@ -725,7 +726,8 @@ class PostgresStore:
                     rows = db.execute(
                         "SELECT d.id, d.source, d.file_type, "
                         "(SELECT count(*) FROM hearth_chunks c WHERE c.document_id = d.id), "
-                        "d.n_tokens FROM hearth_documents d ORDER BY d.id"
+                        "d.n_tokens, d.metadata::jsonb ->> 'date' "
+                        "FROM hearth_documents d ORDER BY d.id"
                     ).fetchall()
                 counts = np.array([r[3] for r in rows], dtype=np.int64)
                 self._docs = _DocTable(
@@ -733,6 +735,7 @@ class PostgresStore:
                     ids=np.array([r[0] for r in rows], dtype=np.int64),
                     sources=[r[1] for r in rows],
                     file_types=[r[2] for r in rows],
+                    dates=[r[5] for r in rows],
                     chunk_counts=counts,
                     n_chunks=int(counts.sum()),
                     n_tokens=int(sum(r[4] for r in rows)),
@@ -814,16 +817,17 @@ class PostgresStore:
 
     def list_documents(self) -> list[dict[str, Any]]:
         """One dict per document (id, source, file_type, media_type, size, chunks, ingested_at,
-        content_hash), ordered by source."""
+        content_hash, date), ordered by source."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT d.id, d.source, d.file_type, d.media_type, d.size, "
                 "(SELECT count(*) FROM hearth_chunks c WHERE c.document_id = d.id), "
-                "d.ingested_at, d.content_hash FROM hearth_documents d "
+                "d.ingested_at, d.content_hash, d.metadata::jsonb ->> 'date' "
+                "FROM hearth_documents d "
                 'ORDER BY d.source COLLATE "C"'
             ).fetchall()
         keys = ("id", "source", "file_type", "media_type", "size", "chunks", "ingested_at")
-        return [dict(zip((*keys, "content_hash"), r, strict=True)) for r in rows]
+        return [dict(zip((*keys, "content_hash", "date"), r, strict=True)) for r in rows]
 
     def stats(self) -> dict[str, Any]:
         """What `hearth status` shows: counts, per-type counts, bytes on disk, embedder, times."""

@@ -168,7 +168,7 @@ def document_mask(docs: Any, filters: Filters, cache: dict[tuple, np.ndarray]) -
     the SQLite and PostgreSQL stores."""
     cwd = os.getcwd()
     types = _normalise_types(filters.file_types)
-    key = (docs.generation, filters.source_glob, types, cwd)
+    key = (docs.generation, filters.source_glob, types, filters.date_from, filters.date_to, cwd)
     mask = cache.get(key)
     if mask is None:
         mask = np.ones(len(docs.ids), dtype=bool)
@@ -177,6 +177,9 @@ def document_mask(docs: Any, filters: Filters, cache: dict[tuple, np.ndarray]) -
         if filters.source_glob:
             glob = filters.source_glob
             mask &= np.array([source_matches(glob, s, cwd) for s in docs.sources], dtype=bool)
+        if filters.date_from or filters.date_to:
+            low, high = filters.date_from or "0000-00-00", filters.date_to or "9999-99-99"
+            mask &= np.array([bool(d) and low <= d <= high for d in docs.dates], dtype=bool)
         if len(cache) > 64:
             cache.clear()
         cache[key] = mask
@@ -209,12 +212,13 @@ def chunk_from_row(row: tuple) -> Chunk:
 
 @dataclass
 class _DocTable:
-    """Per-generation copy of (id, source, file_type) used to evaluate filters in Python."""
+    """Per-generation copy of (id, source, file_type, date) used to evaluate filters in Python."""
 
     generation: int
     ids: np.ndarray  # int64, sorted
     sources: list[str]
     file_types: list[str]
+    dates: list[str | None]  # "YYYY-MM-DD" from the document's metadata
     n_chunks: int
 
 
@@ -562,14 +566,17 @@ class SQLiteStore:
             if self._docs is None or self._docs.generation != gen:
                 with self._snapshot() as db:
                     gen = int(self._meta_get("generation") or 0)
-                    rows = db.execute("SELECT id, source, file_type FROM documents ORDER BY id")
-                    rows = rows.fetchall()
+                    rows = db.execute(
+                        "SELECT id, source, file_type, json_extract(metadata, '$.date') "
+                        "FROM documents ORDER BY id"
+                    ).fetchall()
                     n_chunks = db.execute("SELECT count(*) FROM chunks").fetchone()[0]
                 self._docs = _DocTable(
                     generation=gen,
                     ids=np.array([r[0] for r in rows], dtype=np.int64),
                     sources=[r[1] for r in rows],
                     file_types=[r[2] for r in rows],
+                    dates=[r[3] for r in rows],
                     n_chunks=n_chunks,
                 )
                 self._filter_cache.clear()
@@ -684,15 +691,16 @@ class SQLiteStore:
 
     def list_documents(self) -> list[dict[str, Any]]:
         """One dict per document (id, source, file_type, media_type, size, chunks, ingested_at,
-        content_hash), ordered by source."""
+        content_hash, date), ordered by source."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT d.id, d.source, d.file_type, d.media_type, d.size, "
                 "(SELECT count(*) FROM chunks c WHERE c.document_id = d.id), d.ingested_at, "
-                "d.content_hash FROM documents d ORDER BY d.source"
+                "d.content_hash, json_extract(d.metadata, '$.date') "
+                "FROM documents d ORDER BY d.source"
             ).fetchall()
         keys = ("id", "source", "file_type", "media_type", "size", "chunks", "ingested_at")
-        return [dict(zip((*keys, "content_hash"), r, strict=True)) for r in rows]
+        return [dict(zip((*keys, "content_hash", "date"), r, strict=True)) for r in rows]
 
     def stats(self) -> dict[str, Any]:
         """What `hearth status` shows: counts, per-type counts, bytes on disk, embedder, times."""

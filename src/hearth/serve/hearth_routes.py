@@ -243,8 +243,18 @@ async def search(body: s.SearchRequest, request: Request) -> JSONResponse:
     k = body.k or index.settings.top_k
     filters = make_filters(body)
     pipeline = index.retriever(body.retriever, body.strategy, body.rerank)
-    found = await run_in_threadpool(lambda: pipeline.run(body.query, k=k, filters=filters))
-    out: dict[str, Any] = {"hits": [hit_to_json(h, document_ids=True) for h in found.hits]}
+    out: dict[str, Any] = {}
+
+    def run() -> Any:
+        query, narrowed = body.query, filters
+        if body.self_query:
+            found = index.self_query(body.query, filters)
+            query, narrowed = found.query, (None if found.filters.is_empty() else found.filters)
+            out["self_query"] = found.to_json()
+        return pipeline.run(query, k=k, filters=narrowed)
+
+    found = await run_in_threadpool(run)
+    out["hits"] = [hit_to_json(h, document_ids=True) for h in found.hits]
     if found.generated:
         out["stages"] = found.generated
     return JSONResponse(out)

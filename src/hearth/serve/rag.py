@@ -46,7 +46,12 @@ def make_filters(options: Any) -> Filters | None:
     if given is None:
         return None
     types = tuple(t.lower().lstrip(".") for t in given.file_types or ()) or None
-    filters = Filters(source_glob=given.source_glob or None, file_types=types)
+    filters = Filters(
+        source_glob=given.source_glob or None,
+        file_types=types,
+        date_from=given.date_from.isoformat() if given.date_from else None,
+        date_to=given.date_to.isoformat() if given.date_to else None,
+    )
     return None if filters.is_empty() else filters
 
 

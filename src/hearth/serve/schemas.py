@@ -7,6 +7,7 @@ check real responses against them.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -80,7 +81,8 @@ class StreamOptions(_Open):
 
 
 class SearchFilters(BaseModel):
-    """Only passages from sources matching `source_glob` and of these `file_types` (md, pdf...)."""
+    """Only passages from sources matching `source_glob`, of these `file_types` (md, pdf...),
+    from documents dated within `date_from`..`date_to` (inclusive)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -88,6 +90,8 @@ class SearchFilters(BaseModel):
     file_types: list[Annotated[str, Field(min_length=1, max_length=32)]] | None = Field(
         None, max_length=32
     )
+    date_from: date | None = Field(None, description="YYYY-MM-DD: documents dated on or after")
+    date_to: date | None = Field(None, description="YYYY-MM-DD: documents dated on or before")
 
     @field_validator("source_glob")
     @classmethod
@@ -192,6 +196,11 @@ class SearchRequest(BaseModel):
     strategy: Strategy | None = Field(None, description="query strategy (docs/retrieval.md)")
     rerank: Rerank | None = None
     filters: SearchFilters | None = None
+    self_query: bool = Field(
+        False,
+        description='read filters out of the query ("PDFs about pumps from 2024"); given '
+        "filters win; the response's self_query shows the query and filters used",
+    )
 
 
 # --------------------------------------------------------------------------- responses
@@ -424,6 +433,9 @@ class SearchResult(BaseModel):
     hits: list[SearchHit]
     stages: dict[str, Any] | None = Field(
         None, description="what the strategy's and reranker's model calls generated, per stage"
+    )
+    self_query: dict[str, Any] | None = Field(
+        None, description="with self_query: the query searched, the filters used, notes"
     )
 
 

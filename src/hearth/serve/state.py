@@ -17,6 +17,7 @@ from hearth.serve.config import ServeConfig
 from hearth.serve.metrics import Metrics
 from hearth.serve.models import ServedModels
 from hearth.serve.scheduler import ModelSchedulers
+from hearth.types import Filters
 
 
 class ServedIndex:
@@ -57,6 +58,15 @@ class ServedIndex:
                     model=self._stage_model,
                 )
             return self._retrievers[key]
+
+    def self_query(self, request: str, filters: Filters | None) -> Any:
+        """hearth.query.self_query on the served instruction model; given filters win."""
+        from hearth.query.self_query import IndexFacts, merge_filters, self_query
+
+        found = self_query(request, IndexFacts.of(self.store.list_documents()), self._stage_model())
+        if filters is not None:
+            found.filters = merge_filters(found.filters, filters)
+        return found
 
     def _stage_model(self) -> Any:
         specs = self.models.chat_specs()

@@ -9,6 +9,7 @@ import hashlib
 from pathlib import Path
 
 from hearth.errors import LoadError, UnsupportedFileError
+from hearth.ingest.dates import file_date
 from hearth.ingest.encoding import bom_encoding, bomless_utf16
 from hearth.ingest.loaders.base import Loader, Parsed
 from hearth.ingest.loaders.csvfile import parse_csv
@@ -81,6 +82,8 @@ def load_document(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Document:
     if not parsed.text.strip():
         raise LoadError(f"{path}: no text content (the file holds only whitespace or markup)")
     metadata = {"file_type": loader.file_type, **parsed.metadata}
+    if "date" not in metadata:
+        metadata["date"], metadata["date_from"] = file_date(path), "modified"
     return Document(
         source=str(path.resolve()),
         media_type=loader.media_type,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from hearth.errors import LoadError
+from hearth.ingest.dates import HTML_DATE_META, iso_date
 from hearth.ingest.encoding import decode_bytes
 from hearth.ingest.loaders.base import Parsed, normalize_newlines
 
@@ -37,6 +38,7 @@ def parse_html(path: Path, data: bytes) -> Parsed:
     soup = _soup(data)
     title_tag = soup.find("title")
     title = _collapse(title_tag.get_text(" ")) if title_tag else ""
+    day = _meta_date(soup)  # before _main_content, which drops the head
     root = _main_content(soup)
     text = normalize_newlines(_Renderer().render(root)) if root is not None else ""
     if not text.strip():
@@ -44,7 +46,19 @@ def parse_html(path: Path, data: bytes) -> Parsed:
     metadata: dict[str, Any] = {}
     if title:
         metadata["title"] = title
+    if day:
+        metadata["date"], metadata["date_from"] = day, "meta"
     return Parsed(text, metadata)
+
+
+def _meta_date(soup: Any) -> str | None:
+    """The page's date from a `<meta name|property|itemprop=... content=...>` tag (the ones
+    publishers set: date, dc.date, article:published_time...), or None."""
+    for tag in soup.find_all("meta"):
+        key = (tag.get("name") or tag.get("property") or tag.get("itemprop") or "").lower()
+        if key in HTML_DATE_META and (day := iso_date(tag.get("content") or "")):
+            return day
+    return None
 
 
 def _soup(data: bytes) -> Any:

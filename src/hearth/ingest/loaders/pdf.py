@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from hearth.errors import LoadError
+from hearth.ingest.dates import iso_date
 from hearth.ingest.loaders.base import Parsed, normalize_newlines
 
 PAGE_SEPARATOR = "\n\n"
@@ -45,6 +46,8 @@ def parse_pdf(path: Path, data: bytes) -> Parsed:
     title = _title(reader)
     if title:
         metadata["title"] = title
+    if day := _created(reader):
+        metadata["date"], metadata["date_from"] = day, "pdf"
     return Parsed("".join(parts), metadata)
 
 
@@ -85,3 +88,14 @@ def _title(reader: Any) -> str:
         return str(info.title).strip() if info is not None and info.title else ""
     except Exception:  # a broken info dictionary is no reason to refuse the text
         return ""
+
+
+def _created(reader: Any) -> str | None:
+    """The PDF's creation date from its info dictionary, or None."""
+    try:
+        info = reader.metadata
+        if info is None:
+            return None
+        return iso_date(info.get("/CreationDate")) or iso_date(info.creation_date)
+    except Exception:  # a malformed date is no reason to refuse the text
+        return None

@@ -154,6 +154,12 @@ def ask(
     compress: bool | None = typer.Option(None, "--compress/--no-compress", help=COMPRESS_HELP),
     source: str | None = typer.Option(None, "--source", help="Only sources matching this glob."),
     types: list[str] | None = typer.Option(None, "--type", help="Only these file types."),
+    date_from: str | None = typer.Option(
+        None, "--date-from", metavar="YYYY-MM-DD", help="Only documents dated on or after this."
+    ),
+    date_to: str | None = typer.Option(
+        None, "--date-to", metavar="YYYY-MM-DD", help="Only documents dated on or before this."
+    ),
     max_tokens: int | None = typer.Option(None, "--max-tokens", min=1),
     temperature: float | None = typer.Option(None, "--temperature", min=0.0, max=2.0),
     stream: bool = typer.Option(True, "--stream/--no-stream", help="Stream tokens as they come."),
@@ -163,6 +169,10 @@ def ask(
         metavar="FILE",
         help="A JSON Schema file: answer with an object that fits it, each value cited.",
     ),
+    graph: bool = typer.Option(
+        False, "--graph", help="Add knowledge-graph neighbours' passages (hearth graph build)."
+    ),
+    hops: int = typer.Option(2, "--hops", min=1, max=4, help="Graph hops with --graph."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Answer a question from the indexed documents, citing the passages used."""
@@ -182,8 +192,14 @@ def ask(
         mmr=mmr,
         compress=compress,
     )
+    if graph:
+        from hearth.graph.retrieve import GraphRetriever, open_graph
+
+        answerer.retriever = GraphRetriever(
+            answerer.retriever, open_graph(app.settings()), app.store(), hops=hops
+        )
     k = k or app.settings().top_k
-    filters = make_filters(source, types)
+    filters = make_filters(source, types, date_from, date_to)
     if schema_file is not None:
         if extractive:
             raise typer.BadParameter("--schema and --extractive do not go together")

@@ -15,6 +15,7 @@ import ast
 import json
 import operator
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -124,12 +125,13 @@ class Step:
 
 @dataclass
 class ReactResult:
-    """The final answer (None when the budget ran out first), every step, why the loop stopped,
-    and the conversation as the model last saw it."""
+    """The final answer (None when the budget ran out first), every step, why the loop stopped
+    ("time": the deadline passed; "halted": `on_step` returned False), and the conversation as
+    the model last saw it."""
 
     answer: str | None
     steps: list[Step]
-    stopped: Literal["answer", "max_steps"]
+    stopped: Literal["answer", "max_steps", "time", "halted"]
     messages: list[Message]
 
     def transcript(self) -> list[dict[str, Any]]:
@@ -145,6 +147,8 @@ def react(
     native: bool | None = None,
     repeat_calls: bool = False,
     template: TemplateLike = "react",
+    on_step: Callable[[Step], Any] | None = None,
+    deadline: float | None = None,
     **params: Any,
 ) -> ReactResult:
     """Answer `question` by thinking and calling `tools` for at most `max_steps` model turns.
@@ -153,7 +157,10 @@ def react(
     `supports_tools`) or schema-constrained JSON actions. `params` go to every turn
     (max_tokens defaults to 256, temperature to 0). A call repeating an earlier one (same tool,
     same input) is not run again unless `repeat_calls`: its observation says so and repeats
-    the earlier output (small models otherwise call one tool over and over)."""
+    the earlier output (small models otherwise call one tool over and over).
+
+    `on_step` sees each step as it is recorded; returning False stops the loop ("halted").
+    `deadline` (a time.monotonic() value) is checked before each model turn ("time")."""
     if max_steps < 1:
         raise ValueError(f"max_steps must be at least 1, got {max_steps}")
     table = as_tools(tools)
@@ -164,7 +171,8 @@ def react(
     params = {"max_tokens": STEP_TOKENS, "temperature": 0.0, **params}
     prompt = PromptTemplate.load(template)
     run = _native if native else _json_actions
-    return run(model, question, _Caller(table, repeat_calls), max_steps, prompt, params)
+    caller = _Caller(table, repeat_calls, on_step, deadline)
+    return run(model, question, caller, max_steps, prompt, params)
 
 
 def _json_actions(model, question, caller, max_steps, prompt, params) -> ReactResult:
@@ -174,13 +182,19 @@ def _json_actions(model, question, caller, max_steps, prompt, params) -> ReactRe
     messages: list[Message] = []
     for _ in range(max_steps):
         messages = _render(prompt, question, table, steps, native=False)
+        if caller.late():
+            return ReactResult(None, steps, "time", messages)
         action = generate(model, messages, schema, **params)
         thought = str(action.get("thought", ""))
         if "final_answer" in action:
             steps.append(Step(thought, None, None, str(action["final_answer"])))
+            caller.report(steps[-1])
             return ReactResult(steps[-1].output, steps, "answer", messages)
         steps.append(caller(str(action.get("tool")), action.get("input"), thought))
-    return ReactResult(None, steps, "max_steps", _render(prompt, question, table, steps, False))
+        if caller.report(steps[-1]) is False:
+            break
+    stopped = "halted" if steps and caller.halted else "max_steps"
+    return ReactResult(None, steps, stopped, _render(prompt, question, table, steps, False))
 
 
 def _native(model, question, caller, max_steps, prompt, params) -> ReactResult:
@@ -189,18 +203,25 @@ def _native(model, question, caller, max_steps, prompt, params) -> ReactResult:
     messages = _render(prompt, question, table, [], native=True)
     steps: list[Step] = []
     for _ in range(max_steps):
+        if caller.late():
+            return ReactResult(None, steps, "time", messages)
         result = model.chat(messages, tools=definitions, **params)
         thought = result.text.strip()
         if not result.tool_calls:
             steps.append(Step("", None, None, thought))
+            caller.report(steps[-1])
             return ReactResult(thought, steps, "answer", messages)
         messages.append(Message("assistant", result.text, tool_calls=list(result.tool_calls)))
+        halted = False
         for call in result.tool_calls:
             step = caller(call.name, _arguments(call), thought)
             steps.append(step)
             messages.append(
                 Message("tool", step.output, tool_call_id=call.id or new_call_id(), name=call.name)
             )
+            halted = caller.report(step) is False or halted
+        if halted:
+            return ReactResult(None, steps, "halted", messages)
     return ReactResult(None, steps, "max_steps", messages)
 
 
@@ -284,10 +305,27 @@ def _render(prompt, question, table, steps, native) -> list[Message]:
 class _Caller:
     """Runs the model's tool calls, each into a Step; remembers what each call returned."""
 
-    def __init__(self, table: dict[str, Tool], repeat_calls: bool) -> None:
+    def __init__(
+        self,
+        table: dict[str, Tool],
+        repeat_calls: bool,
+        on_step: Callable[[Step], Any] | None = None,
+        deadline: float | None = None,
+    ) -> None:
         self.table = table
         self.repeat_calls = repeat_calls
+        self.on_step = on_step
+        self.deadline = deadline
         self.done: dict[str, str] = {}  # tool and input as JSON -> the output it gave
+        self.halted = False
+
+    def late(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def report(self, step: Step) -> Any:
+        verdict = None if self.on_step is None else self.on_step(step)
+        self.halted = self.halted or verdict is False
+        return verdict
 
     def __call__(self, name: str, arguments: Any, thought: str) -> Step:
         shown = arguments if isinstance(arguments, dict) else None

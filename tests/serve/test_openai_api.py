@@ -29,12 +29,15 @@ def sse_events(response) -> list[dict | str]:
 def test_models_lists_chat_rag_and_embedder(client):
     models = client.models.list()
     ids = [m.id for m in models.data]
-    assert ids == [CHAT_MODEL, INSTRUCT_MODEL, "hearth-rag", EMBED_MODEL]
+    assert ids == [CHAT_MODEL, INSTRUCT_MODEL, "hearth-rag", "hearth-graph", "hearth-agent",
+                   EMBED_MODEL]  # fmt: skip
     kinds = {m.id: m.model_extra["kind"] for m in models.data}
     assert kinds == {
         CHAT_MODEL: "chat",
         INSTRUCT_MODEL: "chat",
         "hearth-rag": "rag",
+        "hearth-graph": "rag",
+        "hearth-agent": "agent",
         EMBED_MODEL: "embedding",
     }
     assert client.models.retrieve("hearth-rag").owned_by == "hearth"

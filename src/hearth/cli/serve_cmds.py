@@ -71,9 +71,17 @@ def serve(
     warm_up: bool = typer.Option(
         True, "--warm-up/--no-warm-up", help="Load the models at startup, in the background."
     ),
+    agent_db: str | None = typer.Option(
+        None,
+        "--agent-db",
+        metavar="FILE|URL",
+        help="A SQLite file or postgresql:// URL that hearth-agent's sql tool may read "
+        "(read-only).",
+    ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error."),
 ) -> None:
-    """Serve the OpenAI-compatible API (plus hearth-rag and the web UI) over HTTP."""
+    """Serve the OpenAI-compatible API (plus hearth-rag, hearth-graph, hearth-agent and the
+    web UI) over HTTP."""
     from hearth.llm.llamacpp import prefer_passive_openmp
 
     prefer_passive_openmp()  # before torch / llama.cpp load
@@ -95,6 +103,7 @@ def serve(
             max_upload_mb=max_upload_mb,
             graceful_timeout=graceful_timeout,
             warm_up=warm_up,
+            agent_db=_agent_db(agent_db),
         )
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
@@ -131,3 +140,19 @@ def serve(
 
 def register(app: typer.Typer) -> None:
     app.command()(serve)
+
+
+def _agent_db(db: str | None) -> str | None:
+    """The --agent-db as an absolute path (workers may start elsewhere) or the URL; a file that
+    does not exist is an error now, not at the first request."""
+    from pathlib import Path
+
+    from hearth.errors import ConfigError
+    from hearth.index.stores import is_postgres_url
+
+    if db is None or is_postgres_url(db):
+        return db
+    path = Path(db).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"--agent-db {db}: no such database file")
+    return str(path.resolve())

@@ -24,7 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from hearth.config import Settings, load_settings
 from hearth.serve import schemas as s
 from hearth.serve.auth import AccessMiddleware
-from hearth.serve.config import RAG_MODEL_ID, ServeConfig
+from hearth.serve.config import AGENT_MODEL_ID, GRAPH_MODEL_ID, RAG_MODEL_ID, ServeConfig
 from hearth.serve.errors import install_error_handlers
 from hearth.serve.limits import BodyLimitMiddleware, RateLimiter
 from hearth.serve.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
@@ -68,12 +68,14 @@ def build_state(config: ServeConfig, settings: Settings) -> ServerState:
         embedder,
         context_size=settings.context_size,
         batching=batching,
+        agent_spec=settings.instruct_model,
     )
-    index = ServedIndex(settings, models)
+    index = ServedIndex(settings, models, agent_db=config.agent_db)
     slots = {spec: slots_of(spec) for spec in models.chat_specs()}
-    scheduler = ModelSchedulers(
-        slots, config.queue_size, aliases={RAG_MODEL_ID: models.default_chat}
-    )
+    aliases = {
+        name: models.spec_of(name) for name in (RAG_MODEL_ID, GRAPH_MODEL_ID, AGENT_MODEL_ID)
+    }
+    scheduler = ModelSchedulers(slots, config.queue_size, aliases=aliases)
     metrics = Metrics(lambda: scheduler.queue_depth, lambda: scheduler.running, models.batch_stats)
     return ServerState(config, settings, models, index, scheduler, metrics)
 

@@ -15,6 +15,8 @@ from hearth.errors import ConfigError
 
 API_KEYS_ENV = "HEARTH_API_KEYS"
 RAG_MODEL_ID = "hearth-rag"
+GRAPH_MODEL_ID = "hearth-graph"  # hearth-rag with graph neighbours in the context
+AGENT_MODEL_ID = "hearth-agent"  # the tool-using agent over the index
 
 
 class ServeConfig(BaseModel):
@@ -39,6 +41,8 @@ class ServeConfig(BaseModel):
     max_upload_mb: float = Field(64.0, gt=0, description="largest request body, in MiB")
     graceful_timeout: float = Field(30.0, ge=0, description="seconds in-flight requests get")
     warm_up: bool = True  # load the chat model and embedder at startup, in the background
+    # the database (SQLite file or postgresql:// URL) hearth-agent's read-only sql tool may read
+    agent_db: str | None = None
 
     @field_validator("api_keys")
     @classmethod

@@ -26,7 +26,7 @@ class Delta:
 @dataclass
 class Finish:
     """Choice `index` is complete, with the tool calls the model made. RAG answers also carry
-    the verified text and its sources."""
+    the verified text and its sources; agent answers their steps."""
 
     index: int
     reason: str
@@ -34,6 +34,8 @@ class Finish:
     answer: str | None = None
     citations: list[dict[str, Any]] | None = None
     tool_calls: list[ToolCall] = field(default_factory=list)
+    steps: list[dict[str, Any]] | None = None  # hearth-agent: its tool calls, in order
+    agent: dict[str, Any] | None = None  # hearth-agent: why it stopped, turns, time
 
 
 Item = Delta | Finish
@@ -80,6 +82,15 @@ class UsageRecorder:
     def reset(self) -> None:
         self.usage = Usage()
         self.last_finish_reason = None
+
+    def chat(self, messages: list[Message], **params: Any) -> Any:
+        """The inner model's chat, its usage added to this request's (agents call `chat`)."""
+        result = self.inner.chat(messages, **params)
+        self.usage.prompt_tokens += result.usage.prompt_tokens
+        self.usage.completion_tokens += result.usage.completion_tokens
+        self.usage.cached_tokens += result.usage.cached_tokens
+        self.last_finish_reason = result.finish_reason
+        return result
 
     def stream(self, messages: list[Message], **params: Any) -> Iterator[str]:
         events = self.inner.stream_events(messages, **params)

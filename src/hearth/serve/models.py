@@ -17,17 +17,19 @@ from typing import Any, Literal
 from hearth import llm
 from hearth.llm.llamacpp import LlamaCppModel
 from hearth.llm.llamacpp_batch import BatchedLlamaCpp
-from hearth.serve.config import RAG_MODEL_ID
+from hearth.serve.config import AGENT_MODEL_ID, GRAPH_MODEL_ID, RAG_MODEL_ID
 from hearth.types import ChatModel
 
 log = logging.getLogger("hearth.serve")
 
-Kind = Literal["chat", "rag", "embedding"]
+Kind = Literal["chat", "rag", "agent", "embedding"]
 
 
 class ServedModels:
     """Model id -> what serves it. Ids are the specs as given ("local:smollm2"), `hearth-rag`
-    (answers from the index with the default chat model) and the embedder's name."""
+    and `hearth-graph` (answers from the index, the second with knowledge-graph neighbours,
+    with the default chat model), `hearth-agent` (the tool-using agent, on the instruction
+    model when it is served) and the embedder's name."""
 
     def __init__(
         self,
@@ -35,13 +37,16 @@ class ServedModels:
         embedder: Any,
         context_size: int | None = None,
         batching: Callable[[str], Any] | None = None,
+        agent_spec: str | None = None,
     ) -> None:
         """`batching(spec)`: the BatchConfig a llama.cpp model is served with (None: one
-        generation at a time, as `hearth ask` runs it)."""
+        generation at a time, as `hearth ask` runs it). `agent_spec`: the chat model
+        `hearth-agent` runs on when it is one of `chat_specs` (else the default)."""
         specs = list(dict.fromkeys(s.strip() for s in chat_specs if s.strip()))
         if not specs:
             raise ValueError("a server needs at least one chat model spec")
         self.default_chat = specs[0]
+        self.agent_chat = agent_spec if agent_spec in specs else specs[0]
         self._chat: dict[str, ChatModel] = {}
         for spec in specs:
             model = llm.load(spec, context_size=context_size)
@@ -59,6 +64,8 @@ class ServedModels:
         self.created = int(time.time())
         self._kinds: dict[str, Kind] = {spec: "chat" for spec in specs}
         self._kinds[RAG_MODEL_ID] = "rag"
+        self._kinds[GRAPH_MODEL_ID] = "rag"
+        self._kinds[AGENT_MODEL_ID] = "agent"
         self._kinds[self.embedder_id] = "embedding"
         self.ready = threading.Event()
 
@@ -85,10 +92,17 @@ class ServedModels:
         return self._kinds.get(model_id)
 
     def chat(self, model_id: str) -> ChatModel:
-        """The ChatModel behind a chat id, or the default one for `hearth-rag`."""
-        if model_id == RAG_MODEL_ID:
-            return self._chat[self.default_chat]
-        return self._chat[model_id]
+        """The ChatModel behind a chat id, the default one for `hearth-rag` and `hearth-graph`,
+        the agent's for `hearth-agent`."""
+        return self._chat[self.spec_of(model_id)]
+
+    def spec_of(self, model_id: str) -> str:
+        """The chat model spec a served id runs on."""
+        if model_id in (RAG_MODEL_ID, GRAPH_MODEL_ID):
+            return self.default_chat
+        if model_id == AGENT_MODEL_ID:
+            return self.agent_chat
+        return model_id
 
     def batch_stats(self) -> dict[str, dict[str, Any]]:
         """Each batching chat model's running/waiting sequences, KV use and cache hits."""

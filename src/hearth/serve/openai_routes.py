@@ -22,10 +22,11 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from hearth.serve import schemas as s
-from hearth.serve.config import RAG_MODEL_ID
+from hearth.serve.agent import agent_events, agent_task, agent_tools
+from hearth.serve.config import AGENT_MODEL_ID, GRAPH_MODEL_ID, RAG_MODEL_ID
 from hearth.serve.errors import APIError, from_exception, model_not_found, unsupported
 from hearth.serve.generation import Delta, Finish, Item, chat_events
-from hearth.serve.rag import rag_events, split_conversation
+from hearth.serve.rag import check_graph_request, rag_events, split_conversation
 from hearth.serve.response_format import constraint_for
 from hearth.serve.runner import CLIENT_CLOSED, ClientGone, EventStreamResponse, Generation
 from hearth.serve.state import ServerState
@@ -91,7 +92,7 @@ async def get_model(request: Request, model_id: str = PathParam(max_length=1000)
 # --------------------------------------------------------------------------- parameters
 
 
-def _check_sampling(body: s.SamplingFields, rag: bool) -> None:
+def _check_sampling(body: s.SamplingFields, rag: bool, model_id: str = RAG_MODEL_ID) -> None:
     for name in ("presence_penalty", "frequency_penalty"):
         if getattr(body, name):
             raise unsupported(name, "is not supported by Hearth's models; leave it at 0")
@@ -99,13 +100,15 @@ def _check_sampling(body: s.SamplingFields, rag: bool) -> None:
         raise unsupported("logit_bias", "is not supported by Hearth's models")
     if rag:
         if body.stop:
-            raise unsupported("stop", "hearth-rag does not take stop sequences")
+            raise unsupported("stop", f"{model_id} does not take stop sequences")
         if body.seed is not None:
-            raise unsupported("seed", "hearth-rag does not take a seed")
+            raise unsupported("seed", f"{model_id} does not take a seed")
         if body.top_p not in (None, 1.0):
-            raise unsupported("top_p", "hearth-rag does not take top_p")
+            raise unsupported("top_p", f"{model_id} does not take top_p")
     elif body.hearth is not None:
-        raise unsupported("hearth", f"these options apply to model {RAG_MODEL_ID!r} only")
+        raise unsupported(
+            "hearth", f"these options apply to models {RAG_MODEL_ID!r} and {GRAPH_MODEL_ID!r}"
+        )
 
 
 def _check_chat_extras(body: s.ChatCompletionRequest) -> None:
@@ -288,18 +291,25 @@ async def chat_completions(body: s.ChatCompletionRequest, request: Request) -> R
     `message.citations`; when streaming, the final chunk carries `delta.citations` and
     `delta.answer`)."""
     state = _state(request)
-    kind = _resolve(state, body.model, ("chat", "rag"), "/v1/chat/completions")
-    rag = kind == "rag"
-    _check_sampling(body, rag)
+    kind = _resolve(state, body.model, ("chat", "rag", "agent"), "/v1/chat/completions")
+    agent = kind == "agent"
+    rag = kind == "rag" or agent  # answers from the index: text, verified sources
+    _check_sampling(body, rag, body.model)
     _check_chat_extras(body)
+    if body.agent is not None and not agent:
+        raise unsupported("agent", f"these options apply to model {AGENT_MODEL_ID!r} only")
+    if agent and body.hearth is not None:
+        raise unsupported("hearth", f"model {AGENT_MODEL_ID!r} takes its options in `agent`")
+    if agent and body.n != 1:
+        raise unsupported("n", f"model {AGENT_MODEL_ID!r} gives one answer per request")
     params = _generation_params(body, body.max_completion_tokens or body.max_tokens, state)
     model = state.models.chat(body.model)
     n = body.n
     if rag and body.response_format and body.response_format.get("type", "text") != "text":
-        raise unsupported("response_format", f"model {RAG_MODEL_ID!r} answers in text")
+        raise unsupported("response_format", f"model {body.model!r} answers in text")
     if rag and body.tools and body.tool_choice != "none":
         raise unsupported(
-            "tools", f"model {RAG_MODEL_ID!r} answers from the index, it calls no tools"
+            "tools", f"model {body.model!r} answers from the index with its own tools"
         )
     if not rag:
         params.update(tool_params(body.tools, body.tool_choice, model))
@@ -308,8 +318,19 @@ async def chat_completions(body: s.ChatCompletionRequest, request: Request) -> R
         if constraint is not None:
             params["constraint"] = constraint
     one_call = body.parallel_tool_calls is False
-    if rag:
+    if agent:
+        task = agent_task(body.messages)
+        agent_tools(state.index, body.agent)  # a bad tool name is a 400 before any work
+
+        def make_items() -> Iterator[Item]:
+            return agent_events(
+                state.index, model, task, body.agent, max_tokens=params["max_tokens"]
+            )
+
+    elif rag:
         question, history = split_conversation(body.messages)
+        check_graph_request(state.index, body.model, body.hearth)
+        graph = body.model == GRAPH_MODEL_ID
 
         def make_items() -> Iterator[Item]:
             return rag_events(
@@ -321,6 +342,7 @@ async def chat_completions(body: s.ChatCompletionRequest, request: Request) -> R
                 n=n,
                 max_tokens=params["max_tokens"],
                 temperature=params["temperature"],
+                graph=graph,
             )
 
     else:
@@ -344,6 +366,8 @@ async def chat_completions(body: s.ChatCompletionRequest, request: Request) -> R
             if rag:
                 message["content"] = finish.answer or ""
                 message["citations"] = finish.citations or []
+            if agent:
+                message["steps"], message["agent"] = finish.steps or [], finish.agent
             choices.append(
                 {"index": i, "message": message, "finish_reason": finish.reason, "logprobs": None}
             )
@@ -387,6 +411,8 @@ async def chat_completions(body: s.ChatCompletionRequest, request: Request) -> R
                 delta = {}
                 if rag:
                     delta = {"citations": item.citations or [], "answer": item.answer or ""}
+                if agent:
+                    delta |= {"steps": item.steps or [], "agent": item.agent}
                 yield chunk([{"index": item.index, "delta": delta, "finish_reason": item.reason}])
         except Exception as exc:
             yield _frame(from_exception(exc).body())
@@ -428,15 +454,18 @@ async def completions(body: s.CompletionRequest, request: Request) -> Response:
     state = _state(request)
     kind = _resolve(state, body.model, ("chat", "rag"), "/v1/completions")
     rag = kind == "rag"
-    _check_sampling(body, rag)
+    _check_sampling(body, rag, body.model)
     _check_completion_extras(body)
     params = _generation_params(body, body.max_tokens, state)
     model = state.models.chat(body.model)
     prompts = [body.prompt] if isinstance(body.prompt, str) else list(body.prompt)
     if rag and any(not p.strip() for p in prompts):
-        raise APIError(400, "hearth-rag needs a non-empty question", param="prompt")
+        raise APIError(400, f"{body.model} needs a non-empty question", param="prompt")
     n = body.n
     total = n * len(prompts)
+    graph = body.model == GRAPH_MODEL_ID
+    if rag:
+        check_graph_request(state.index, body.model, body.hearth)
 
     def make_items() -> Iterator[Item]:
         for p, prompt in enumerate(prompts):
@@ -450,6 +479,7 @@ async def completions(body: s.CompletionRequest, request: Request) -> Response:
                     n=n,
                     max_tokens=params["max_tokens"],
                     temperature=params["temperature"],
+                    graph=graph,
                 )
             else:
                 items = chat_events(model, [Message("user", prompt)], params, n)

@@ -84,14 +84,23 @@ def rag_events(
     n: int,
     max_tokens: int,
     temperature: float,
+    graph: bool = False,
 ) -> Iterator[Item]:
     """Raw answer words as Deltas, then a Finish with the verified answer and its citations
-    (for each of the `n` choices). Blocking: run it in a worker thread."""
+    (for each of the `n` choices). With `graph` (hearth-graph) the context also holds the
+    knowledge graph's neighbours of the question's entities. Blocking: run it in a worker
+    thread."""
     options = options or RagOptions()
     settings = index.settings
     recorder = UsageRecorder(model)
+    if graph:
+        retriever = index.graph_retriever(
+            options.retriever, options.strategy, options.rerank, options.hops
+        )
+    else:
+        retriever = index.retriever(options.retriever, options.strategy, options.rerank)
     answerer = Answerer(
-        index.retriever(options.retriever, options.strategy, options.rerank),
+        retriever,
         recorder,
         index.models.embedder(),
         max_tokens=max_tokens,
@@ -121,3 +130,22 @@ def rag_events(
                 )
         finally:
             events.close()
+
+
+def check_graph_request(index: ServedIndex, model_id: str, options: RagOptions | None) -> None:
+    """400 before any work: `hops` on a model without a graph, or hearth-graph without one."""
+    from hearth.serve.config import GRAPH_MODEL_ID
+
+    if model_id != GRAPH_MODEL_ID:
+        if options is not None and options.hops is not None:
+            raise APIError(400, f"hops applies to model {GRAPH_MODEL_ID!r} only",
+                           code="invalid_value", param="hearth.hops")  # fmt: skip
+        return
+    if not index.has_graph():
+        raise APIError(
+            400,
+            f"{GRAPH_MODEL_ID} needs the index's knowledge graph: run `hearth graph build` "
+            "on this index first",
+            code="graph_not_built",
+            param="model",
+        )

@@ -125,6 +125,21 @@ class RagOptions(BaseModel):
     strategy: Strategy | None = Field(None, description="query strategy (docs/retrieval.md)")
     rerank: Rerank | None = None
     filters: SearchFilters | None = None
+    hops: int | None = Field(
+        None, ge=1, le=4, description="hearth-graph only: graph hops from the question's entities"
+    )
+
+
+class AgentOptions(BaseModel):
+    """Extra body field `agent` for model `hearth-agent`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tools: list[Literal["search", "calculator", "sql"]] | None = Field(
+        None, max_length=3, description="default: search and calculator (and sql with a database)"
+    )
+    max_steps: int = Field(5, ge=1, le=10, description="tool-calling turns at most")
+    time_budget_s: float = Field(60.0, gt=0, le=300, description="seconds the run may take")
 
 
 class SamplingFields(_Open):
@@ -162,6 +177,7 @@ class ChatCompletionRequest(SamplingFields):
     )  # fmt: skip
     parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
+    agent: AgentOptions | None = Field(None, description="hearth-agent only: tools and budgets")
 
 
 class CompletionRequest(SamplingFields):
@@ -222,7 +238,7 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str
-    kind: Literal["chat", "rag", "embedding"] = Field(
+    kind: Literal["chat", "rag", "agent", "embedding"] = Field(
         description="chat: a generation model; rag: answers from the index; embedding: vectors"
     )
 
@@ -257,12 +273,32 @@ class CitationOut(BaseModel):
     headings: list[str]
 
 
+class AgentStepOut(BaseModel):
+    """One tool call of hearth-agent: what it asked and what came back (`ok` false: an
+    error the agent read, such as a refusal or an unknown tool)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    tool: str | None
+    input: dict[str, Any] | None
+    output: str
+    ok: bool = True
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None = Field(description="null when the reply is only tool calls")
     tool_calls: list[ToolCallOut] | None = None
     citations: list[CitationOut] | None = Field(
-        None, description="hearth-rag only: the sources the answer's [n] markers name"
+        None,
+        description="hearth-rag and hearth-graph: the sources the answer's [n] markers name; "
+        "hearth-agent: the passages its searches found that the answer uses",
+    )
+    steps: list[AgentStepOut] | None = Field(
+        None, description="hearth-agent only: its tool calls, in order"
+    )
+    agent: dict[str, Any] | None = Field(
+        None, description="hearth-agent only: stopped (answer, max_steps, time), turns, time"
     )
 
 
@@ -306,6 +342,12 @@ class ChunkDelta(BaseModel):
     )
     answer: str | None = Field(
         None, description="hearth-rag, final chunk of each choice: the verified answer text"
+    )
+    steps: list[AgentStepOut] | None = Field(
+        None, description="hearth-agent, final chunk: its tool calls, in order"
+    )
+    agent: dict[str, Any] | None = Field(
+        None, description="hearth-agent, final chunk: why it stopped, turns, time"
     )
 
 

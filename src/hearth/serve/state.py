@@ -23,11 +23,17 @@ from hearth.types import Filters
 class ServedIndex:
     """The index behind hearth-rag and the /v1 document routes."""
 
-    def __init__(self, settings: Settings, models: ServedModels) -> None:
+    def __init__(
+        self, settings: Settings, models: ServedModels, agent_db: str | None = None
+    ) -> None:
         from hearth.index.stores import open_store
 
         self.settings = settings
         self.models = models
+        self.agent_db = agent_db
+        self._graph: Any = None
+        self._graph_stamp: int | None = None
+        self._graph_lock = threading.Lock()
         self.root = Path(settings.index)
         self.uploads = self.root / "uploads"
         self.store = open_store(settings.store, settings.db_path)
@@ -59,6 +65,48 @@ class ServedIndex:
                 )
             return self._retrievers[key]
 
+    def has_graph(self) -> bool:
+        from hearth.graph.store import graph_path
+
+        return graph_path(self.root).exists()
+
+    def graph_retriever(
+        self, kind: str | None, strategy: str | None, rerank: str | None, hops: int | None
+    ) -> Any:
+        """The retrieval pipeline with knowledge-graph neighbours added (hearth-graph). The
+        graph opens read-only on first use; HearthError says to build it when there is none."""
+        from hearth.graph.retrieve import DEFAULT_HOPS, GraphRetriever, open_graph
+        from hearth.graph.store import graph_path
+
+        path = graph_path(self.root)
+        stamp = path.stat().st_mtime_ns if path.exists() else None
+        with self._graph_lock:
+            if self._graph is None or self._graph_stamp != stamp:
+                # rebuilt since: open the new one; requests still on the old one keep it alive
+                self._graph = open_graph(self.settings)
+                self._graph_stamp = stamp
+            graph = self._graph
+        base = self.retriever(kind, strategy, rerank)
+        return GraphRetriever(base, graph, self.store, hops=hops or DEFAULT_HOPS)
+
+    def agent_context(self, model: Any) -> Any:
+        """What hearth-agent's tools may touch: this index (search) and, when the server was
+        given one, the read-only database (sql) through `model`."""
+        from hearth.agents.context import AgentContext
+
+        sql = None
+        if self.agent_db is not None:
+            from hearth.query.sql import text_to_sql
+
+            db = self.agent_db
+
+            def sql(question: str) -> Any:
+                return text_to_sql(question, db, model)
+
+        return AgentContext.from_retriever(
+            self.retriever(), index_dir=self.root, sql=sql, db=self.agent_db
+        )
+
     def self_query(self, request: str, filters: Filters | None) -> Any:
         """hearth.query.self_query on the served instruction model; given filters win."""
         from hearth.query.self_query import IndexFacts, merge_filters, self_query
@@ -79,6 +127,8 @@ class ServedIndex:
         return Indexer.from_settings(self.store, self.models.embedder(), self.settings)
 
     def close(self) -> None:
+        if self._graph is not None:
+            self._graph.close()
         self.store.close()
 
 

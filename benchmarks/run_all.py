@@ -68,6 +68,13 @@ BENCHMARKS = [
     "bench_rerank",
     "eval_judge",
     "pgvector",
+    # Query construction, agents, knowledge graphs: text-to-SQL execution accuracy with and
+    # without the grammar and hostile requests, Qwen and SmolLM2 (~30 minutes); agent tasks and
+    # breakouts per model (~25 minutes); two-hop questions with and without the graph, graph
+    # build, LadybugDB against SQLite at 10k / 100k triples (~20 minutes).
+    "text_to_sql",
+    "agents",
+    "graph",
     # Last: the slow one. 111 questions on two corpora, extractive once and generative with
     # SmolLM2 and Qwen2.5-Coder-0.5B: 40 minutes on 2 cores busy with other work (load 3-4).
     "bench_answers",
@@ -100,6 +107,9 @@ SCRIPTS = {
     ),
     "bench_rerank": ("bench_rerank", ["--llm-limit", "0"]),
     "pgvector": ("bench_pgvector", ["--chunks", "100000", "--queries", "200"]),
+    "text_to_sql": ("bench_text_to_sql", []),
+    "agents": ("bench_agents", []),
+    "graph": ("bench_graph", []),
 }
 
 

@@ -81,3 +81,22 @@ def test_a_bad_key_names_the_variable_to_set(hearth_server, monkeypatch):
     spec = f"openai:local:smollm2@{hearth_server.base_url}/v1"
     with pytest.raises(BackendError, match="set OPENAI_API_KEY="):
         llm.load(spec, retry=NO_RETRY).stream_events(QUESTION, max_tokens=2).__next__()
+
+
+def test_agent_calls_tools_natively_through_a_remote_backend():
+    """hearth.agents on an OpenAI-compatible backend: OpenAI `tools` on the wire, the server's
+    model (Qwen2.5-Coder, whose template has tool calls) answering with `tool_calls`."""
+    from hearth.agents import run_agent
+
+    served = llm.load("hearth:local:qwen2.5-coder-0.5b", retry=NO_RETRY)
+    assert served.supports_tools
+    result = run_agent(
+        "Use the calculator to compute 1234 * 5678, then tell me the result.",
+        model=served,
+        tools=["calculator"],
+        max_steps=3,
+        max_tokens=128,
+    )
+    assert result.mode == "native"
+    assert result.steps and result.steps[0].tool == "calculator"
+    assert "7006652" in result.steps[0].output

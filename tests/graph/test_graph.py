@@ -253,6 +253,23 @@ def test_graph_retriever_adds_the_second_hop_from_another_document(built, indexe
     assert len(names) == len(set(h.chunk.id for h in found.hits))  # no passage twice
 
 
+def test_graph_passages_are_held_to_the_search_filters(built, indexed, embedder):
+    from hearth.rag.retrievers import make_retriever
+    from hearth.types import Filters
+
+    _, path = built
+    _, _, store = indexed
+    base = make_retriever("bm25", store, embedder)
+    question = "Where was the architect of the Harbour Library born?"
+    with GraphStore(path) as graph:
+        retriever = GraphRetriever(base, graph, store, hops=2)
+        only_harbour = retriever.run(question, k=1, filters=Filters(source_glob="harbour.md"))
+        too_old = retriever.run(question, k=1, filters=Filters(date_to="2000-01-01"))
+    assert [Path(h.chunk.source).name for h in only_harbour.hits] == ["harbour.md"]
+    assert too_old.hits == []  # every file is dated today: the graph adds nothing older either
+    assert too_old.generated["graph"]["entities"]  # the walk ran; its passages were filtered
+
+
 @pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs /usr/bin/chromium")
 def test_html_picture_works_in_a_browser(built, tmp_path):
     from playwright.sync_api import sync_playwright

@@ -165,6 +165,11 @@ def _check_date_filters(store, embedder):
     assert _sources(store, embedder, pdf_2024) == ["/d/manuals/pump2024.pdf"]
     assert _sources(store, embedder, Filters(date_to="2022-03-01")) == ["/d/manuals/pump2022.pdf"]
     assert len(_sources(store, embedder, None)) == 4  # the undated one only without dates
+    ids = {d["source"]: d["id"] for d in store.list_documents()}
+    assert store.filtered_document_ids(in_2024) == {
+        ids["/d/manuals/pump2024.pdf"],
+        ids["/d/notes/pump.md"],
+    }
     assert {d["source"]: d["date"] for d in store.list_documents()} == {
         s: day for s, (_, day, _) in DATED.items()
     }

@@ -81,12 +81,15 @@ class GraphRetriever:
                 extra_ids.append(cid)
         hits = list(found.hits)
         floor = min((h.score for h in hits), default=1.0)
+        allowed = None
+        if filters is not None and not filters.is_empty():
+            allowed = self.store.filtered_document_ids(filters)
         added = 0
         for cid in extra_ids:
             if added >= self.budget:
                 break
             chunk = self._chunk(cid)
-            if chunk is None or not _allowed(chunk, filters):
+            if chunk is None or (allowed is not None and chunk.document_id not in allowed):
                 continue
             hop = min(t["hop"] for t in triples if t["chunk_id"] == cid)
             hits.append(ScoredChunk(chunk, floor * 0.99 ** (added + 1), {"graph_hop": hop}))
@@ -134,16 +137,3 @@ class GraphRetriever:
         )[1]
         by_id = dict(rows)
         return [by_id[i] for i in ids if i in by_id]
-
-
-def _allowed(chunk, filters: Filters | None) -> bool:
-    if filters is None or filters.is_empty():
-        return True
-    from hearth.index.store import source_matches
-
-    if filters.source_glob and not source_matches(filters.source_glob, chunk.source):
-        return False
-    if filters.file_types:
-        suffix = chunk.source.rsplit(".", 1)[-1].lower()
-        return suffix in {t.lower().lstrip(".") for t in filters.file_types}
-    return True

@@ -585,6 +585,12 @@ class SQLiteStore:
     def _doc_mask(self, docs: _DocTable, filters: Filters) -> np.ndarray:
         return document_mask(docs, filters, self._filter_cache)
 
+    def filtered_document_ids(self, filters: Filters) -> set[int]:
+        """The ids of the documents that pass `filters` (for passages found another way,
+        such as the knowledge graph's, to be held to the same filters)."""
+        docs = self._doc_table()
+        return {int(i) for i in docs.ids[self._doc_mask(docs, filters)]}
+
     def _dense_matrix(self) -> _Matrix:
         with self._lock:
             docs = self._doc_table()

@@ -192,6 +192,26 @@ def test_stop_ends_the_answer_and_history_goes_with_the_next_question(browser, u
         context.close()
 
 
+def test_agent_answer_shows_its_tool_steps(browser, ui_server):
+    context, page, watch = open_page(browser, ui_server, ui_server.api_key)
+    try:
+        page.wait_for_function("document.querySelectorAll('#model option').length > 1")
+        page.get_by_label("Model").select_option("hearth-agent")
+        prompt = page.get_by_label("Message")
+        prompt.fill("Use the calculator to compute 1234 * 5678, then tell me the result.")
+        prompt.press("Enter")
+        page.locator(".msg.assistant[data-state=done]").wait_for(timeout=240_000)
+        steps = page.locator(".msg.assistant .agent-steps")
+        assert "tool step" in steps.locator("summary").text_content()
+        steps.locator("summary").click()
+        assert "calculator" in steps.locator(".agent-step-call").first.text_content()
+        assert "7006652" in steps.locator(".agent-step-output").first.text_content()
+        assert watch.errors == []
+        watch.assert_only_local(ui_server.base_url)
+    finally:
+        context.close()
+
+
 def test_upload_lists_then_delete_removes_document(browser, ui_server, tmp_path):
     name = f"webui-note-{uuid.uuid4().hex[:8]}.md"
     note = tmp_path / name

@@ -282,6 +282,7 @@ class AssistantMessage {
   finish(answer, citations, info) {
     this.renderSources(citations);
     this.renderAnswer(answer);
+    if (info.steps && info.steps.length) this.renderSteps(info.steps);
     const parts = [this.model];
     if (info.usage && info.usage.completion_tokens > 0) parts.push(plural(info.usage.completion_tokens, "token"));
     parts.push(`${info.seconds.toFixed(1)} s`);
@@ -301,6 +302,29 @@ class AssistantMessage {
     this.answer.replaceChildren(el("span", { className: "error-text", role: "alert", text: message }));
     this.meta.textContent = `${this.model} · failed`;
     this.setState("error");
+  }
+
+  // hearth-agent's tool calls, folded under the answer: tool, input, what came back.
+  renderSteps(steps) {
+    const list = el("ol", { className: "agent-steps-list" });
+    for (const step of steps) {
+      const input = step.input ? JSON.stringify(step.input) : "";
+      list.append(
+        el(
+          "li",
+          { className: step.ok === false ? "agent-step failed" : "agent-step" },
+          el("code", { className: "agent-step-call", text: `${step.tool || "answer"} ${input}` }),
+          el("pre", { className: "agent-step-output", text: step.output || "" }),
+        ),
+      );
+    }
+    const box = el(
+      "details",
+      { className: "agent-steps" },
+      el("summary", { text: plural(steps.length, "tool step") }),
+      list,
+    );
+    this.item.querySelector(".bubble").insertBefore(box, this.meta);
   }
 
   // The answer as text, with each "[n]" that names a source turned into a button.
@@ -381,6 +405,7 @@ async function sendMessage(text) {
   let verified = null;
   let usage = null;
   let finishReason = null;
+  let steps = null;
   try {
     const res = await api("/v1/chat/completions", { method: "POST", json: request, signal: controller.signal });
     for await (const data of readServerSentEvents(res.body)) {
@@ -398,12 +423,14 @@ async function sendMessage(text) {
       if (delta.answer !== undefined || delta.citations !== undefined) {
         verified = { answer: delta.answer ?? raw, citations: delta.citations || [] };
       }
+      if (delta.steps) steps = delta.steps;
       if (choice.finish_reason) finishReason = choice.finish_reason;
     }
     const answer = verified ? verified.answer : raw;
     view.finish(answer, verified ? verified.citations : [], {
       usage,
       finishReason,
+      steps,
       seconds: (performance.now() - started) / 1000,
     });
     state.history.push({ role: "user", content: text }, { role: "assistant", content: answer });

@@ -57,16 +57,14 @@ def with_self_query(app, model_spec: str | None):
     """A function from a request to (query, filters, self-query JSON): hearth.query.self_query
     splits the request into a search query and filters (with the instruct model unless
     `model_spec` is "none"); filters given as options win over the ones it finds."""
-    from hearth.query.self_query import IndexFacts, merge_filters, self_query
+    from hearth.query.self_query import IndexFacts, self_query
 
     facts = IndexFacts.of(app.store(create=False).list_documents())
     spec = model_spec or app.settings().instruct_model
     model = None if spec == "none" else app.chat_model(spec)
 
     def split(request: str, filters: Filters | None):
-        found = self_query(request, facts, model)
-        if filters is not None:
-            found.filters = merge_filters(found.filters, filters)
+        found = self_query(request, facts, model, given=filters)
         narrowed = None if found.filters.is_empty() else found.filters
         return found.query, narrowed, found.to_json()
 

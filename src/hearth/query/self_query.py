@@ -137,23 +137,26 @@ def self_query(
     facts: IndexFacts,
     model: ChatModel | None = None,
     *,
+    given: Filters | None = None,
     today: date | None = None,
 ) -> SelfQuery:
     """Split `request` into a search query and filters over what `facts` says the index holds.
     With a `model`, it reads the request under a schema and the rules check it; without one
-    (or when it fails) the rules alone decide."""
+    (or when it fails) the rules alone decide. Filters set in `given` (a caller's options)
+    win over the ones found."""
     if not request.strip():
         raise HearthError("the search request is empty")
     today = today or date.today()
-    ruled = rules(request, facts, today=today)
-    if model is None:
-        return ruled
-    try:
-        return _by_model(request, facts, model, ruled, today)
-    except HearthError as exc:
-        log.warning("self-query model failed, using the rules: %s", exc)
-        ruled.notes.append(f"the model failed ({exc}); the rules decided")
-        return ruled
+    found = rules(request, facts, today=today)
+    if model is not None:
+        try:
+            found = _by_model(request, facts, model, found, today)
+        except HearthError as exc:
+            log.warning("self-query model failed, using the rules: %s", exc)
+            found.notes.append(f"the model failed ({exc}); the rules decided")
+    if given is not None:
+        found.filters = merge_filters(found.filters, given)
+    return found
 
 
 def merge_filters(found: Filters, given: Filters) -> Filters:

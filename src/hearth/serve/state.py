@@ -33,6 +33,7 @@ class ServedIndex:
         self.agent_db = agent_db
         self._graph: Any = None
         self._graph_stamp: int | None = None
+        self._facts: tuple[int, Any] | None = None  # (store generation, IndexFacts)
         self._graph_lock = threading.Lock()
         self.root = Path(settings.index)
         self.uploads = self.root / "uploads"
@@ -108,13 +109,14 @@ class ServedIndex:
         )
 
     def self_query(self, request: str, filters: Filters | None) -> Any:
-        """hearth.query.self_query on the served instruction model; given filters win."""
-        from hearth.query.self_query import IndexFacts, merge_filters, self_query
+        """hearth.query.self_query on the served instruction model; given filters win. What
+        the index holds is read once per index generation, not per request."""
+        from hearth.query.self_query import IndexFacts, self_query
 
-        found = self_query(request, IndexFacts.of(self.store.list_documents()), self._stage_model())
-        if filters is not None:
-            found.filters = merge_filters(found.filters, filters)
-        return found
+        generation = self.store.generation()
+        if self._facts is None or self._facts[0] != generation:
+            self._facts = (generation, IndexFacts.of(self.store.list_documents()))
+        return self_query(request, self._facts[1], self._stage_model(), given=filters)
 
     def _stage_model(self) -> Any:
         specs = self.models.chat_specs()
